@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -35,50 +33,53 @@ def _cmd_synthetic(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """A synthetic writer in the background and `wsm tail` in the foreground."""
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "synthetic",
-            "--instance",
-            args.instance,
-            "--rate",
-            str(args.rate),
-        ]
-        + (["--duration", str(args.duration)] if args.duration else []),
-    )
-    try:
-        print(
-            f"wsm demo: synthetic writer (pid {writer.pid}) on instance {args.instance!r}; "
-            f"tail it from another shell with: wsm tail synthetic --instance {args.instance} "
-            "--json",
-            file=sys.stderr,
-        )
-        from engine.tail import tail
+    import uvloop
 
-        _wait_for_ring(args.instance, "synthetic", writer)
-        tail("synthetic", instance=args.instance, as_json=True, count=args.count, timeout=5.0)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        writer.send_signal(signal.SIGINT)
-        writer.wait(timeout=10)
+    from engine.demo import run_demo
+
+    exchanges = None if args.exchanges == "all" else args.exchanges.split(",")
+    uvloop.run(
+        run_demo(
+            instance=args.instance, exchanges=exchanges, rate=args.rate, duration=args.duration
+        )
+    )
     return 0
 
 
-def _wait_for_ring(instance: str, exchange: str, proc: subprocess.Popen[bytes]) -> None:
-    import time
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import uvloop
 
-    from engine import shm
+    from engine.simulate import serve
 
-    name = shm.ring_name(instance, exchange)
-    deadline = time.monotonic() + 30
-    while not shm.exists(name) or not shm.exists(shm.symbols_name(instance)):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise WSMError(f"the writer did not create ring {name!r}")
-        time.sleep(0.05)
+    uvloop.run(
+        serve(
+            args.exchange,
+            host=args.host,
+            port=args.port,
+            rate=args.rate,
+            ping_interval=args.ping_interval,
+            max_lifetime=args.max_lifetime,
+            seed=args.seed,
+        )
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from engine.config import load_config
+    from engine.run import run_engine
+
+    config = load_config(args.config)
+    uvloop.run(run_engine(config))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from engine.status import print_status
+
+    return print_status(args.instance, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,11 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds (default: until interrupted)")
     p.set_defaults(func=_cmd_synthetic)
 
-    p = sub.add_parser("demo", help="run the demo", parents=[common])
-    p.add_argument("--rate", type=float, default=5.0)
-    p.add_argument("--count", type=int, help="stop after N records")
-    p.add_argument("--duration", type=float)
+    p = sub.add_parser("demo", help="simulators + engine with a default config")
+    p.add_argument("--instance", default="demo")
+    p.add_argument("--exchanges", default="binance", help="comma-separated, or 'all'")
+    p.add_argument("--rate", type=float, default=50.0, help="simulated market events/s")
+    p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="run an exchange simulator")
+    p.add_argument("--exchange", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0: any free port")
+    p.add_argument("--rate", type=float, default=50.0, help="market events per second")
+    p.add_argument("--ping-interval", type=float, help="server pings every N seconds")
+    p.add_argument("--max-lifetime", type=float, help="cut connections after N seconds")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("run", help="run the engine")
+    p.add_argument("--config", help="TOML file (WSM_ variables override it)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "status", help="connections, states and rates of a running engine", parents=[common]
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_status)
     return parser
 
 

@@ -74,6 +74,7 @@ class Flag(enum.IntFlag):
     LAST = 1  # last record of one exchange event
     SNAPSHOT = 2  # a level that belongs to a snapshot
     EXCHANGE_WIDE = 4  # a GAP/STATUS that concerns every symbol of the exchange
+    AGGREGATED = 8  # a trade record that aggregates several fills (Binance aggTrade)
 
 
 class GapReason(enum.IntEnum):

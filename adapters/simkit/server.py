@@ -1,0 +1,381 @@
+"""The harness every exchange simulator runs in: a picows server on loopback that speaks one
+venue's protocol (through a `VenueSim`), serves its REST endpoints and a control endpoint,
+paces market data, and injects faults.
+
+Faults (from Python, or `GET /_sim/fault/<name>?...` over HTTP):
+`close` (drop every connection), `stall` (stop sending and stop reading, so pings go
+unanswered, without closing), `skip` (the next book update skips sequence ids), `malformed`
+(inject bad frames), `shutdown` (the venue's shutdown notice, then close), `refuse` (stop
+listening for a while: connections are refused), `reset` (clear faults).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+import orjson
+import picows
+from picows import WSMsgType, WSUpgradeResponse, WSUpgradeResponseWithListener
+
+
+class VenueSim(Protocol):
+    """The venue-specific half of a simulator."""
+
+    name: str
+
+    def attach(self, server: SimServer) -> None: ...
+    def http(self, method: str, path: str, query: dict[str, str]) -> tuple[int, bytes] | None: ...
+    def accepts(self, path: str) -> bool: ...
+    def on_connect(self, client: SimClient, path: str, query: dict[str, str]) -> None: ...
+    def on_text(self, client: SimClient, text: bytes) -> None: ...
+    def tick(self, now_ns: int, events: int) -> None: ...
+    def malformed(self, kind: str) -> bytes: ...
+    def shutdown_notice(self) -> bytes | None: ...
+    def skip(self, n: int) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+
+
+class SimClient(picows.WSListener):
+    """One client connection, with the subscriptions the venue protocol gave it."""
+
+    def __init__(self, server: SimServer, path: str, query: dict[str, str]) -> None:
+        self.server = server
+        self.path = path
+        self.query = query
+        self.transport: picows.WSTransport | None = None
+        self.subs: set[str] = set()
+        self.state: dict[str, Any] = {}  # venue-specific per-connection state
+        self.stalled = False
+        self.paused = False
+        self.sent = 0
+        self.dropped = 0
+        self.received = 0
+        self.recv_times: list[float] = []  # monotonic time of each client message
+        self.connected_at = time.monotonic()
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+        self.server.clients.add(self)
+        self.server.connections_total += 1
+        self.server.venue.on_connect(self, self.path, self.query)
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            return
+        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY) or self.stalled:
+            return
+        self.received += 1
+        self.recv_times.append(time.monotonic())
+        self.server.venue.on_text(self, frame.get_payload_as_bytes())
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.server.drop_client(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
+    def send(self, payload: bytes) -> None:
+        """Send one text frame unless stalled; a client that cannot keep up loses frames."""
+        if self.stalled or self.transport is None:
+            return
+        if self.paused:
+            self.dropped += 1
+            return
+        self.transport.send(WSMsgType.TEXT, payload)
+        self.sent += 1
+
+    def subscribe(self, streams: Iterable[str]) -> None:
+        for s in streams:
+            self.subs.add(s)
+            self.server.index.setdefault(s, set()).add(self)
+
+    def unsubscribe(self, streams: Iterable[str]) -> None:
+        for s in streams:
+            self.subs.discard(s)
+            self.server.index.get(s, set()).discard(self)
+
+    def close(self, code: int | None = None) -> None:
+        if self.transport is None:
+            return
+        if code is None:
+            self.transport.disconnect(graceful=False)
+        else:
+            self.transport.send_close(picows.WSCloseCode(code))
+            self.transport.disconnect()
+
+
+class SimServer:
+    """Runs a `VenueSim` on 127.0.0.1. `rate` is market events per second."""
+
+    def __init__(
+        self,
+        venue: VenueSim,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate: float = 50.0,
+        tick: float = 0.01,
+        ping_interval: float | None = None,
+        pong_timeout: float = 60.0,
+        max_lifetime: float | None = None,
+    ) -> None:
+        self.venue = venue
+        self.host = host
+        self.port = port
+        self.rate = rate
+        self.tick_seconds = tick
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.max_lifetime = max_lifetime
+        self.clients: set[SimClient] = set()
+        self.index: dict[str, set[SimClient]] = {}
+        self.connections_total = 0
+        self.faults: dict[str, int] = {}
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._refuse_until = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.paused_market = False
+        venue.attach(self)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> SimServer:
+        await self._listen()
+        self._ticker = asyncio.get_running_loop().create_task(self._run_market())
+        return self
+
+    async def _listen(self) -> None:
+        kwargs: dict[str, Any] = {}
+        if self.ping_interval:
+            kwargs = {
+                "enable_auto_ping": True,
+                "auto_ping_idle_timeout": self.ping_interval,
+                "auto_ping_reply_timeout": self.pong_timeout,
+                "auto_ping_strategy": picows.WSAutoPingStrategy.PING_PERIODICALLY,
+            }
+        self._server = await picows.ws_create_server(
+            self._factory,
+            self.host,
+            self.port,
+            max_frame_size=1 << 20,
+            reuse_address=True,
+            **kwargs,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for task in list(self._tasks):
+            task.cancel()
+        for client in list(self.clients):
+            client.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> SimServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _factory(self, request: picows.WSUpgradeRequest) -> Any:
+        raw = request.path.decode()
+        path, _, qs = raw.partition("?")
+        query = dict(parse_qsl(qs))
+        method = request.method.decode()
+        if path.startswith("/_sim/"):
+            return self._respond(*self._control(path, query))
+        answer = self.venue.http(method, path, query)
+        if answer is not None:
+            return self._respond(*answer)
+        if time.monotonic() < self._refuse_until or not self.venue.accepts(path):
+            return None
+        return SimClient(self, path, query)
+
+    @staticmethod
+    def _respond(status: int, body: bytes) -> WSUpgradeResponseWithListener:
+        headers = {"Content-Type": "application/json"}
+        if status < 400:
+            resp = WSUpgradeResponse.create_ok_response(body, headers)
+        else:
+            resp = WSUpgradeResponse.create_error_response(status, body, headers)
+        return WSUpgradeResponseWithListener(resp, None)
+
+    def drop_client(self, client: SimClient) -> None:
+        self.clients.discard(client)
+        for s in client.subs:
+            self.index.get(s, set()).discard(client)
+
+    def broadcast(self, stream: str, build: Callable[[SimClient], bytes]) -> int:
+        """Send a frame (built per client, e.g. wrapped or not) to every subscriber."""
+        subscribers = self.index.get(stream)
+        if not subscribers:
+            return 0
+        for client in subscribers:
+            client.send(build(client))
+        return len(subscribers)
+
+    async def _run_market(self) -> None:
+        carry = 0.0
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            now = time.monotonic()
+            carry += self.rate * (now - last)
+            last = now
+            events = int(carry)
+            carry -= events
+            if self.max_lifetime is not None:
+                self._expire(now)
+            # a paused market still flushes what it batched (depth diffs), so it quiesces
+            self.venue.tick(time.time_ns(), 0 if self.paused_market else events)
+
+    def _expire(self, now: float) -> None:
+        for client in list(self.clients):
+            if now - client.connected_at > self.max_lifetime:  # type: ignore[operator]
+                client.close(1000)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.faults[name] = self.faults.get(name, 0) + n
+
+    def close_all(self, code: int | None = None) -> int:
+        clients = list(self.clients)
+        for c in clients:
+            c.close(code)
+        self._count("close")
+        return len(clients)
+
+    def stall(self) -> int:
+        """Every current connection goes silent and deaf (pings unanswered), but stays open."""
+        clients = list(self.clients)
+        for c in clients:
+            c.stalled = True
+            if c.transport is not None:
+                c.transport.underlying_transport.pause_reading()
+        self._count("stall")
+        return len(clients)
+
+    def skip(self, n: int = 1) -> None:
+        self.venue.skip(n)
+        self._count("skip")
+
+    def malformed(self, kind: str, count: int = 1) -> int:
+        frame = self.venue.malformed(kind)
+        sent = 0
+        for _ in range(count):
+            for c in list(self.clients):
+                if c.subs:
+                    c.send(frame)
+                    sent += 1
+        self._count(f"malformed:{kind}", count)
+        return sent
+
+    def shutdown(self, grace: float = 1.0) -> int:
+        notice = self.venue.shutdown_notice()
+        clients = list(self.clients)
+        for c in clients:
+            if notice is not None:
+                c.send(notice)
+        self._count("shutdown")
+
+        def close() -> None:
+            for c in clients:
+                if c in self.clients:
+                    c.close(1001)
+
+        self._later(grace, close)
+        return len(clients)
+
+    async def refuse(self, seconds: float) -> None:
+        """Stop listening for `seconds`: new connections are refused; existing ones close."""
+        self._count("refuse")
+        self._refuse_until = time.monotonic() + seconds
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        self.close_all()
+        self._later(seconds, lambda: self._spawn(self._listen()))
+
+    def reset(self) -> None:
+        self._refuse_until = 0.0
+        self.paused_market = False
+
+    def _later(self, delay: float, fn: Callable[[], Any]) -> None:
+        asyncio.get_running_loop().call_later(delay, fn)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "venue": self.venue.name,
+            "ws_url": self.ws_url,
+            "rest_url": self.rest_url,
+            "clients": len(self.clients),
+            "connections_total": self.connections_total,
+            "subscriptions": {c.path: sorted(c.subs) for c in self.clients},
+            "sent": sum(c.sent for c in self.clients),
+            "faults": self.faults,
+            **self.venue.stats(),
+        }
+
+    def _control(self, path: str, query: dict[str, str]) -> tuple[int, bytes]:
+        parts = path.strip("/").split("/")
+        try:
+            if parts[1:] == ["stats"]:
+                return 200, orjson.dumps(self.stats())
+            if len(parts) == 3 and parts[1] == "fault":
+                return 200, orjson.dumps({"ok": True, "result": self._fault(parts[2], query)})
+            if parts[1:] == ["rate"]:
+                self.rate = float(query["value"])
+                return 200, orjson.dumps({"ok": True, "rate": self.rate})
+        except (KeyError, ValueError) as exc:
+            return 400, orjson.dumps({"error": f"bad control request: {exc}"})
+        return 404, orjson.dumps({"error": f"unknown control path {path}"})
+
+    def _fault(self, name: str, q: dict[str, str]) -> Any:
+        if name == "close":
+            return self.close_all(int(q["code"]) if "code" in q else None)
+        if name == "stall":
+            return self.stall()
+        if name == "skip":
+            self.skip(int(q.get("n", "1")))
+            return None
+        if name == "malformed":
+            return self.malformed(q.get("kind", "truncated"), int(q.get("count", "1")))
+        if name == "shutdown":
+            return self.shutdown(float(q.get("grace", "1.0")))
+        if name == "refuse":
+            self._spawn(self.refuse(float(q.get("seconds", "2.0"))))
+            return None
+        if name == "reset":
+            self.reset()
+            return None
+        raise ValueError(f"unknown fault {name!r}")

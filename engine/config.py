@@ -1,0 +1,154 @@
+"""Configuration: one typed, frozen struct tree, loaded once at the edge from a TOML file and
+`WSM_` environment variables (which win), validated before anything starts.
+
+An environment variable names a key path with underscores: `WSM_DATABASE_URL` is
+`database.url`, `WSM_EXCHANGES_BINANCE_WS_URL` is `exchanges.binance.ws_url`. An unknown key,
+in the file or the environment, stops the start with an error naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+
+import msgspec
+from msgspec import Meta
+
+from engine.backoff import ReconnectPolicy
+from engine.errors import ConfigError
+
+# WSM_ variables that are not configuration keys.
+NOT_CONFIG = frozenset(
+    {
+        "WSM_RING_BACKEND",
+        "WSM_TEST_DATABASE_URL",
+        "WSM_PYTHON",
+        "WSM_VENV",
+        "WSM_CONFIG",
+        "WSM_MASTER_KEY",
+    }
+)
+
+
+class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per exchange; unset values take the adapter's defaults."""
+
+    ws_url: str | None = None
+    rest_url: str | None = None
+    max_connections: Annotated[int, Meta(gt=0)] = 16
+    heartbeat_idle: Annotated[float, Meta(gt=0)] | None = None
+    heartbeat_timeout: Annotated[float, Meta(gt=0)] | None = None
+    max_lifetime: Annotated[float, Meta(gt=0)] | None = None
+    rollover_margin: Annotated[float, Meta(ge=0)] | None = None
+    max_message_bytes: Annotated[int, Meta(gt=0)] | None = None
+    ring_capacity: Annotated[int, Meta(gt=0)] | None = None
+
+
+class SubscriptionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    channel: str
+    symbols: list[str]
+    kinds: list[str] | None = None
+
+
+class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    exchange: str
+    id: str
+    url: str | None = None
+    reconnect: ReconnectPolicy = ReconnectPolicy()
+    subscriptions: list[SubscriptionConfig] = []
+
+
+class ApiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8765
+
+
+class DatabaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    url: str | None = None  # None: the embedded Postgres
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    instance: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "default"
+    ring_capacity: Annotated[int, Meta(gt=0)] = 1 << 20
+    stats_interval: Annotated[float, Meta(gt=0)] = 1.0
+    worker_restart_delay: Annotated[float, Meta(ge=0)] = 0.5
+    rollover_overlap: Annotated[float, Meta(ge=0)] = 1.0
+    exchanges: dict[str, ExchangeConfig] = {}
+    connections: list[ConnectionConfig] = []
+    api: ApiConfig = ApiConfig()
+    database: DatabaseConfig = DatabaseConfig()
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> EngineConfig:
+    """The configuration from a TOML file (optional) and `WSM_` variables of `env`."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError("--config", f"no such file: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    for name, value in sorted(env.items()):
+        if name.startswith("WSM_") and name not in NOT_CONFIG:
+            keys = _env_path(EngineConfig, name[4:].lower())
+            if keys is None:
+                raise ConfigError(name, "unknown configuration key")
+            _assign(data, keys, value)
+    return convert(data)
+
+
+def convert(data: Mapping[str, Any]) -> EngineConfig:
+    try:
+        return msgspec.convert(data, EngineConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        key = text.rpartition(" - at `$")[2].rstrip("`").lstrip(".") or "(top level)"
+        raise ConfigError(key, text) from None
+
+
+def _env_path(tp: Any, rest: str) -> list[str] | None:
+    """Key path of an environment variable's name, matched against the config types."""
+    origin = get_origin(tp)
+    if origin is dict:
+        value_type = get_args(tp)[1]
+        parts = rest.split("_")
+        for i in range(1, len(parts)):
+            for key in ("-".join(parts[:i]), "_".join(parts[:i])):
+                sub = _env_path(value_type, "_".join(parts[i:]))
+                if sub is not None:
+                    return [key, *sub]
+        return None
+    if not (isinstance(tp, type) and issubclass(tp, msgspec.Struct)):
+        return [] if rest == "" else None
+    hints = get_type_hints(tp, include_extras=True)
+    for field in sorted(tp.__struct_fields__, key=len, reverse=True):
+        if rest == field:
+            return [field]
+        if rest.startswith(field + "_"):
+            sub = _env_path(_unwrap(hints[field]), rest[len(field) + 1 :])
+            if sub is not None:
+                return [field, *sub]
+    return None
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    args = [a for a in get_args(tp) if a is not type(None)]
+    if get_origin(tp) is not dict and len(args) == 1 and get_origin(tp) is not list:
+        return _unwrap(args[0])
+    return tp
+
+
+def _assign(data: dict[str, Any], keys: list[str], value: str) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value

@@ -1,0 +1,473 @@
+"""Connections to a venue. A logical `Connection` (what users create and name) runs one or
+more physical `Shard`s, each a WebSocket carrying up to the venue's streams-per-connection.
+
+A shard's life: connecting -> subscribing -> live -> (stale | closed) -> backoff -> ... ->
+failed. Liveness is judged by heartbeats (picows pings after the venue's idle period and drops
+the socket when no pong comes back), never by one quiet stream. Before the venue's scheduled
+cut, or when it announces a shutdown, a shard rolls over make-before-break: a successor
+connects and subscribes, both run side by side (sessions drop what the other already
+delivered), then the old one closes.
+
+The listener is the hot path: frame -> session (decode, parse, append to the ring) -> commit
+at the end of each read buffer. No logging, no awaits, one `time_ns()` per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+import picows
+from picows import WSMsgType
+
+from engine.backoff import Backoff, ReconnectPolicy, TokenBucket
+from engine.records import ConnState
+from engine.venue import Request
+
+if TYPE_CHECKING:
+    from engine.worker import Worker
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CLOSE = WSMsgType.CLOSE
+_PONG = WSMsgType.PONG
+COMMIT_EVERY = 64  # frames; also committed at the end of every read buffer
+LATENCY_SAMPLES = 2048  # per stats interval
+
+
+class ShardListener(picows.WSListener):
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.on_message = shard.session.on_message
+        self.commit = shard.worker.writer.commit
+        self.max_bytes = shard.worker.config.max_message_bytes
+        hb = shard.worker.heartbeat
+        self.ping_text = hb.ping
+        self.pong_text = hb.pong
+        self.msgs = 0
+        self.bytes = 0
+        self.last_ns = 0
+        self.latency: list[int] = []
+        self.uncommitted = 0
+        self.ping_outstanding = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.transport: picows.WSTransport | None = None
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        mt = frame.msg_type
+        if mt is _TEXT or mt is _BINARY:
+            recv = time.time_ns()
+            size = frame.payload_size
+            self.msgs += 1
+            self.bytes += size
+            self.last_ns = recv
+            if size > self.max_bytes:
+                self.shard.on_parse_error("oversize", f"{size} bytes > {self.max_bytes}")
+            else:
+                try:
+                    exch = self.on_message(frame.get_payload_as_memoryview(), recv)
+                except Exception as exc:  # a bug must not take the connection down
+                    self.shard.on_parse_error("internal", f"{type(exc).__name__}: {exc}")
+                    exch = 0
+                if exch and len(self.latency) < LATENCY_SAMPLES:
+                    self.latency.append(recv - exch)
+            self.uncommitted += 1
+            if frame.last_in_buffer or self.uncommitted >= COMMIT_EVERY:
+                self.uncommitted = 0
+                self.commit()
+        elif mt is _CLOSE:
+            self.close_code = frame.get_close_code().value
+            self.close_reason = frame.get_close_message().decode(errors="replace")
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def send_user_specific_ping(self, transport: picows.WSTransport) -> None:
+        self.ping_outstanding = True
+        if self.ping_text is None:
+            transport.send_ping()
+        else:
+            transport.send(_TEXT, self.ping_text)
+        self.shard.msgs_out += 1
+
+    def is_user_specific_pong(self, frame: picows.WSFrame) -> bool:
+        mt = frame.msg_type
+        ok = mt is _PONG or (
+            self.pong_text is not None
+            and mt is _TEXT
+            and frame.payload_size == len(self.pong_text)
+            and frame.get_payload_as_bytes() == self.pong_text
+        )
+        if ok:
+            self.ping_outstanding = False
+        return ok
+
+    def pong_received(self) -> None:
+        self.ping_outstanding = False
+        if self.transport is not None:
+            self.transport.notify_user_specific_pong_received()
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.commit()
+
+
+class Shard:
+    """One physical WebSocket of a connection, with its own reconnect loop."""
+
+    def __init__(self, conn: Connection, index: int) -> None:
+        self.conn = conn
+        self.worker = conn.worker
+        self.index = index
+        self.session = self.worker.venue.session(self.worker.routes, self.worker.writer, self)
+        self.wanted: set[str] = set()
+        self.active: set[str] = set()
+        self.pending: dict[int, Request] = {}
+        self.state = ConnState.STOPPED
+        self.backoff = Backoff(conn.policy)
+        self.listener: ShardListener | None = None
+        self.transport: picows.WSTransport | None = None
+        self.connected_at = 0.0
+        self.live_since = 0.0
+        self.stopped = False
+        self.retiring = False
+        self.successor: Shard | None = None
+        self.msgs_out = 0
+        self.bytes_out = 0
+        self.reconnects = 0
+        self.rollovers = 0
+        self.parse_errors: dict[str, int] = {}
+        self.last_error = ""
+        self._queue: asyncio.Queue[Request] = asyncio.Queue()
+        self._rate = TokenBucket(
+            self.worker.limits.requests_per_second, self.worker.limits.requests_per_second
+        )
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.task: asyncio.Task[None] | None = None
+        self._retired_counts = (0, 0)  # msgs/bytes of earlier sockets of this shard
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        self.stopped = True
+        self._wake.set()
+        if self.transport is not None:
+            self.transport.disconnect()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        for task in list(self._tasks):
+            task.cancel()
+        self._set_state(ConnState.STOPPED, "stopped")
+
+    def kick(self) -> None:
+        """Reconnect now: drop the socket, or cut a backoff wait short."""
+        self.backoff.reset()
+        self._wake.set()
+        if self.transport is not None:
+            self.transport.disconnect()
+
+    async def run(self) -> None:
+        while not self.stopped:
+            self._set_state(ConnState.CONNECTING, "connecting")
+            await self.worker.budget.take()
+            try:
+                await self._connect()
+            except (TimeoutError, OSError, picows.WSError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.worker.report_failure(self.conn, None, self.last_error)
+                if not await self._back_off(f"connect failed: {self.last_error}"):
+                    return
+                continue
+            reason = await self._live()
+            if self.stopped or self.retiring:
+                return
+            self.reconnects += 1
+            if (
+                self.live_since
+                and time.monotonic() - self.live_since >= self.conn.policy.reset_after
+            ):
+                self.backoff.reset()
+            if not await self._back_off(reason):
+                return
+
+    async def _connect(self) -> None:
+        hb = self.worker.heartbeat
+        url = self.worker.venue.connect_url(self.conn.url or self.worker.config.ws_url)
+        transport, listener = await asyncio.wait_for(
+            picows.ws_connect(
+                lambda: ShardListener(self),
+                url,
+                enable_auto_ping=True,
+                auto_ping_idle_timeout=hb.idle,
+                auto_ping_reply_timeout=hb.timeout,
+                auto_ping_strategy=(
+                    picows.WSAutoPingStrategy.PING_PERIODICALLY
+                    if hb.periodic
+                    else picows.WSAutoPingStrategy.PING_WHEN_IDLE
+                ),
+                max_frame_size=self.worker.config.max_frame_bytes,
+                websocket_handshake_timeout=self.worker.config.connect_timeout,
+            ),
+            self.worker.config.connect_timeout + 1.0,
+        )
+        assert isinstance(listener, ShardListener)
+        self.transport, self.listener = transport, listener
+        self.connected_at = time.monotonic()
+
+    async def _live(self) -> str:
+        """Subscribe, run until the socket drops; return why it dropped."""
+        assert self.transport is not None and self.listener is not None
+        transport, listener = self.transport, self.listener
+        self.live_since = 0.0
+        self._set_state(ConnState.SUBSCRIBING, "subscribing")
+        sender = self._spawn(self._send_requests(transport))
+        self._queue_subscribe(sorted(self.wanted))
+        if not self.pending and self._queue.empty():
+            self._went_live()
+        lifetime = self._spawn(self._watch_lifetime())
+        await transport.wait_disconnected()
+        sender.cancel()
+        lifetime.cancel()
+        msgs, size = self._retired_counts
+        self._retired_counts = (msgs + listener.msgs, size + listener.bytes)
+        self.transport = None
+        self.active.clear()
+        self.pending.clear()
+        self._queue = asyncio.Queue()
+        if listener.ping_outstanding:
+            reason, state = "heartbeat timeout (no pong)", ConnState.STALE
+        elif listener.close_code is not None:
+            reason = f"closed by the venue ({listener.close_code} {listener.close_reason})".strip()
+            state = ConnState.CLOSED
+        else:
+            reason, state = "connection lost", ConnState.CLOSED
+        self.listener = None
+        if not self.stopped:
+            self._set_state(state, reason)
+            if not self.retiring:
+                self.worker.on_shard_down(self)
+        return reason
+
+    async def _back_off(self, reason: str) -> bool:
+        delay = self.backoff.next_delay()
+        if delay is None:
+            self._set_state(
+                ConnState.FAILED, f"gave up after {self.backoff.attempts} attempts: {reason}"
+            )
+            self.worker.report_failure(self.conn, None, f"gave up: {reason}")
+            return False
+        self._set_state(
+            ConnState.BACKOFF, f"retry in {delay:.2f}s: {reason}", self.backoff.attempts
+        )
+        self._wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        return not self.stopped
+
+    def _went_live(self) -> None:
+        self.live_since = time.monotonic()
+        self._set_state(ConnState.LIVE, "live")
+        if self.conn.waiting_successor is self:
+            self.conn.promote(self)
+
+    def _set_state(self, state: ConnState, reason: str, attempt: int = 0) -> None:
+        if state == self.state:
+            return
+        previous, self.state = self.state, state
+        self.worker.on_state(self, previous, reason, attempt)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def _queue_subscribe(self, streams: list[str], *, subscribe: bool = True) -> None:
+        if not streams or self.transport is None:
+            return
+        for req in self.worker.venue.requests(
+            streams, self.worker.next_request_id(len(streams)), subscribe=subscribe
+        ):
+            self.pending[req.id] = req
+            self._queue.put_nowait(req)
+
+    async def _send_requests(self, transport: picows.WSTransport) -> None:
+        """Paced within the venue's client-message limit."""
+        while True:
+            req = await self._queue.get()
+            await self._rate.take()
+            transport.send(_TEXT, req.text)
+            self.msgs_out += 1
+            self.bytes_out += len(req.text)
+
+    def add_streams(self, names: list[str]) -> None:
+        new = [n for n in names if n not in self.wanted]
+        self.wanted.update(new)
+        if self.state in (ConnState.SUBSCRIBING, ConnState.LIVE):
+            self._queue_subscribe(new)
+
+    def remove_streams(self, names: list[str]) -> None:
+        gone = [n for n in names if n in self.wanted]
+        self.wanted.difference_update(gone)
+        self.active.difference_update(gone)
+        if self.state in (ConnState.SUBSCRIBING, ConnState.LIVE):
+            self._queue_subscribe(gone, subscribe=False)
+
+    # -- SessionEvents ------------------------------------------------------------------------
+
+    def on_ack(self, request_id: int, ok: bool, code: int | str | None, message: str) -> None:
+        req = self.pending.pop(request_id, None)
+        if req is None:
+            if not ok:
+                self.last_error = f"venue error {code}: {message}"
+                self.worker.report_failure(self.conn, str(code), message)
+            return
+        if req.subscribe:
+            if ok:
+                live = [s for s in req.streams if s in self.wanted]
+                self.active.update(live)
+                self.worker.on_streams_active(self, live)
+            else:
+                self.last_error = f"venue rejected {len(req.streams)} streams ({code}): {message}"
+                self.worker.on_streams_rejected(self, list(req.streams), code, message)
+        if self.state == ConnState.SUBSCRIBING and not any(
+            r.subscribe for r in self.pending.values()
+        ):
+            self._went_live()
+
+    def on_parse_error(self, channel: str, detail: str) -> None:
+        self.parse_errors[channel] = self.parse_errors.get(channel, 0) + 1
+        self.last_error = f"bad frame on {channel}: {detail}"
+
+    def on_notice(self, kind: str, message: str) -> None:
+        if kind == "shutdown" and not self.retiring:
+            self.conn.rollover(self)
+
+    def on_pong(self) -> None:
+        if self.listener is not None:
+            self.listener.pong_received()
+
+    # -- rollover -------------------------------------------------------------------------------
+
+    async def _watch_lifetime(self) -> None:
+        limits = self.worker.limits
+        if limits.max_lifetime is None:
+            return
+        await asyncio.sleep(max(0.0, limits.max_lifetime - limits.rollover_margin))
+        if not self.retiring:
+            self.conn.rollover(self)
+
+    def retire(self) -> None:
+        """Hand over done: close this socket without reconnecting or invalidating books."""
+        self.retiring = True
+        self.stopped = True
+        self._wake.set()
+        if self.transport is not None:
+            self.transport.send_close(picows.WSCloseCode.OK)
+            self.transport.disconnect()
+        self._set_state(ConnState.STOPPED, "rolled over")
+
+    # -- stats ------------------------------------------------------------------------------------
+
+    def counts(self) -> tuple[int, int]:
+        msgs, size = self._retired_counts
+        if self.listener is not None:
+            msgs += self.listener.msgs
+            size += self.listener.bytes
+        return msgs, size
+
+
+class Connection:
+    """A named logical connection: its shards, policy and the streams it wants."""
+
+    def __init__(
+        self, worker: Worker, conn_id: str, number: int, url: str | None, policy: ReconnectPolicy
+    ) -> None:
+        self.worker = worker
+        self.id = conn_id
+        self.number = number
+        self.url = url
+        self.policy = policy
+        self.shards: list[Shard] = []
+        self.retired: list[Shard] = []
+        self.waiting_successor: Shard | None = None
+        self._pending_retire: Shard | None = None
+        self.rollovers = 0
+
+    def start(self) -> None:
+        self.new_shard()
+
+    def new_shard(self) -> Shard:
+        shard = Shard(self, len(self.shards))
+        self.shards.append(shard)
+        shard.start()
+        return shard
+
+    def shard_with_room(self) -> Shard | None:
+        cap = self.worker.limits.streams_per_connection
+        for shard in self.shards:
+            if len(shard.wanted) < cap and not shard.retiring:
+                return shard
+        if self.worker.total_shards() >= self.worker.config.max_connections:
+            return None
+        return self.new_shard()
+
+    async def close(self) -> None:
+        for shard in self.shards + self.retired:
+            await shard.stop()
+
+    def kick(self) -> None:
+        for shard in self.shards:
+            shard.kick()
+
+    def rollover(self, old: Shard) -> None:
+        """Make-before-break: start a successor for `old`; promote it once it is live."""
+        if self.waiting_successor is not None or old.retiring or old not in self.shards:
+            return
+        successor = Shard(self, old.index)
+        successor.wanted = set(old.wanted)
+        old.successor = successor
+        self.waiting_successor = successor
+        self._pending_retire = old
+        successor.start()
+
+    def promote(self, successor: Shard) -> None:
+        old = self._pending_retire
+        self.waiting_successor = None
+        self._pending_retire = None
+        if old is None:
+            return
+        i = self.shards.index(old)
+        self.shards[i] = successor
+        self.retired.append(old)
+        self.rollovers += 1
+        self.worker.on_rollover(old, successor)
+
+    @property
+    def state(self) -> ConnState:
+        if not self.shards:
+            return ConnState.STOPPED
+        order = (
+            ConnState.FAILED,
+            ConnState.BACKOFF,
+            ConnState.STALE,
+            ConnState.CLOSED,
+            ConnState.CONNECTING,
+            ConnState.SUBSCRIBING,
+            ConnState.STOPPED,
+            ConnState.LIVE,
+        )
+        states = {s.state for s in self.shards}
+        return next(s for s in order if s in states)

@@ -1,0 +1,720 @@
+"""The coordinator: supervises one worker process per exchange, keeps the registry of
+connections and subscriptions, validates what users ask for, and aggregates state and stats.
+
+It runs inside the caller's asyncio loop (`WebSocketManager`, `wsm run`). Workers are
+restarted when they die, and the current connections and streams are replayed to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+import multiprocess as mp
+
+from engine import shm
+from engine.backoff import ReconnectPolicy
+from engine.config import EngineConfig, ExchangeConfig
+from engine.errors import (
+    ConfigError,
+    RetryableError,
+    UnknownChannel,
+    UnknownSymbol,
+    WSMError,
+)
+from engine.protocol import (
+    Close,
+    Command,
+    ConnStats,
+    Event,
+    Failure,
+    Open,
+    Ready,
+    Reconnect,
+    Rollover,
+    SetStreams,
+    StateChanged,
+    Stats,
+    Stop,
+    StreamSpec,
+    StreamStatus,
+    decode_event,
+    encode,
+)
+from engine.records import ConnState, Kind
+from engine.registry import load_venue
+from engine.ring import Ring
+from engine.streams import kind_bit
+from engine.symbols import SymbolRegistry
+from engine.venue import Instrument, Venue
+from engine.worker import WorkerConfig, worker_main
+
+KINDS = {
+    "trade": kind_bit(Kind.TRADE),
+    "bbo": kind_bit(Kind.BBO),
+    "book": kind_bit(Kind.BOOK_LEVEL)
+    | kind_bit(Kind.SNAPSHOT_BEGIN)
+    | kind_bit(Kind.SNAPSHOT_END)
+    | kind_bit(Kind.GAP),
+}
+ALL = sum(KINDS.values())
+HISTORY = 600  # per-connection samples kept for charts (one per stats interval)
+
+
+class ConnectionExists(WSMError):
+    def __init__(self, conn_id: str) -> None:
+        super().__init__(f"connection {conn_id!r} already exists")
+        self.connection_id = conn_id
+
+
+class NotFound(WSMError):
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"no {what} {key!r}")
+        self.what = what
+        self.key = key
+
+
+class ConnectionInfo(msgspec.Struct, kw_only=True):
+    id: str
+    exchange: str
+    url: str | None
+    state: str
+    number: int
+    shards: int
+    streams: int
+    created_at: float
+    live_since: float | None
+    last_error: str
+    reconnect: ReconnectPolicy
+    owner: str | None = None
+
+
+class SubscriptionInfo(msgspec.Struct, kw_only=True):
+    id: str
+    connection_id: str
+    exchange: str
+    channel: str
+    symbols: list[str]
+    kinds: list[str] | None
+    status: str
+    reason: str
+    streams: dict[str, str]
+    created_at: float
+
+
+class StreamMetrics(msgspec.Struct):
+    stream: str
+    messages: int
+    last_message_age_s: float | None
+
+
+class ConnectionMetrics(msgspec.Struct, kw_only=True):
+    connection_id: str
+    exchange: str
+    state: str
+    uptime_s: float | None
+    messages_in: int
+    bytes_in: int
+    messages_out: int
+    bytes_out: int
+    messages_per_s: float
+    bytes_per_s: float
+    parse_errors: dict[str, int]
+    gaps: int
+    resyncs: int
+    reconnects: int
+    rollovers: int
+    last_message_age_s: float | None
+    latency_p50_us: float | None
+    latency_p99_us: float | None
+    last_error: str
+    streams: list[StreamMetrics]
+
+
+class _Sample(msgspec.Struct):
+    at: float
+    messages_per_s: float
+    bytes_per_s: float
+    latency_p50_us: float | None
+    latency_p99_us: float | None
+
+
+class _Conn:
+    def __init__(
+        self,
+        exchange: str,
+        conn_id: str,
+        number: int,
+        url: str | None,
+        policy: ReconnectPolicy,
+        owner: str | None,
+    ) -> None:
+        self.exchange = exchange
+        self.id = conn_id
+        self.number = number
+        self.url = url
+        self.policy = policy
+        self.owner = owner
+        self.state = ConnState.CONNECTING
+        self.shard_states: dict[int, ConnState] = {}
+        self.created_at = time.time()
+        self.live_since: float | None = None
+        self.last_error = ""
+        self.stats: ConnStats | None = None
+        self.prev: tuple[float, int, int] | None = None
+        self.rates = (0.0, 0.0)
+        self.history: deque[_Sample] = deque(maxlen=HISTORY)
+
+
+class _Sub:
+    def __init__(
+        self,
+        sub_id: str,
+        conn: _Conn,
+        channel: str,
+        symbols: list[Instrument],
+        kinds: list[str] | None,
+        streams: list[str],
+    ) -> None:
+        self.id = sub_id
+        self.conn = conn
+        self.channel = channel
+        self.instruments = symbols
+        self.kinds = kinds
+        self.streams = {s: "pending" for s in streams}
+        self.reasons: dict[str, str] = {}
+        self.created_at = time.time()
+
+
+class Exchange:
+    """One exchange's runtime: its venue, ring, worker process and instruments."""
+
+    def __init__(self, coord: Coordinator, name: str, venue: Venue, cfg: ExchangeConfig) -> None:
+        self.coord = coord
+        self.name = name
+        self.venue = venue
+        self.cfg = cfg
+        self.instruments: dict[str, Instrument] = {}
+        self._by_spelling: dict[str, Instrument] = {}
+        self.ring: Ring | None = None
+        self.process: Any = None
+        self.pipe: Any = None
+        self.ready = asyncio.Event()
+        self.stats: Stats | None = None
+        self.restarts = 0
+        self.generation = 0
+        self.stopping = False
+        self._supervisor: asyncio.Task[None] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return self.cfg.ws_url or self.venue.spec.ws_url
+
+    @property
+    def rest_url(self) -> str:
+        return self.cfg.rest_url or self.venue.spec.rest_url
+
+    def worker_config(self) -> WorkerConfig:
+        spec, cfg = self.venue.spec, self.cfg
+        heartbeat = msgspec.structs.replace(
+            spec.heartbeat,
+            idle=cfg.heartbeat_idle or spec.heartbeat.idle,
+            timeout=cfg.heartbeat_timeout or spec.heartbeat.timeout,
+        )
+        limits = spec.limits
+        if cfg.max_lifetime is not None:
+            limits = msgspec.structs.replace(limits, max_lifetime=cfg.max_lifetime)
+        if cfg.rollover_margin is not None:
+            limits = msgspec.structs.replace(limits, rollover_margin=cfg.rollover_margin)
+        extra: dict[str, Any] = {}
+        if cfg.max_message_bytes is not None:
+            extra["max_message_bytes"] = cfg.max_message_bytes
+        return WorkerConfig(
+            exchange=self.name,
+            instance=self.coord.config.instance,
+            ws_url=self.ws_url,
+            rest_url=self.rest_url,
+            heartbeat=heartbeat,
+            limits=limits,
+            max_connections=cfg.max_connections,
+            stats_interval=self.coord.config.stats_interval,
+            rollover_overlap=self.coord.config.rollover_overlap,
+            **extra,
+        )
+
+    async def start(self) -> None:
+        capacity = self.cfg.ring_capacity or self.coord.config.ring_capacity
+        self.ring = Ring.create(
+            instance=self.coord.config.instance,
+            exchange=self.name,
+            exchange_id=self.venue.spec.exchange_id,
+            capacity=capacity,
+        )
+        self.coord.registry.register_exchange(self.venue.spec.exchange_id, self.name)
+        self._spawn_worker()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        await asyncio.wait_for(self.ready.wait(), 60)
+
+    def _spawn_worker(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        config = msgspec.msgpack.encode(self.worker_config())
+        self.process = ctx.Process(
+            target=worker_main,
+            args=(self.name, config, child),
+            daemon=True,
+            name=f"wsm-worker-{self.name}",
+        )
+        self.process.start()
+        child.close()
+        self.pipe = parent
+        self.ready.clear()
+
+    async def _supervise(self) -> None:
+        """Read the worker's events; restart it when it dies."""
+        loop = asyncio.get_running_loop()
+        while not self.stopping:
+            queue: asyncio.Queue[Event | None] = asyncio.Queue()
+            pipe = self.pipe
+
+            def readable(pipe: Any = pipe, queue: asyncio.Queue[Event | None] = queue) -> None:
+                try:
+                    queue.put_nowait(decode_event(pipe.recv_bytes()))
+                except (EOFError, OSError):
+                    loop.remove_reader(pipe.fileno())
+                    queue.put_nowait(None)
+
+            loop.add_reader(pipe.fileno(), readable)
+            while (event := await queue.get()) is not None:
+                self._on_event(event)
+            if self.stopping:
+                return
+            await self._restart()
+
+    async def _restart(self) -> None:
+        self.restarts += 1
+        with contextlib.suppress(Exception):
+            self.process.join(1.0)
+        for conn in self.coord.conns_of(self.name):
+            conn.state = ConnState.CONNECTING
+            conn.last_error = f"worker process died (exit code {self.process.exitcode}); restarting"
+        await asyncio.sleep(self.coord.config.worker_restart_delay)
+        self._spawn_worker()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Ready):
+            self.generation = event.generation
+            self.ready.set()
+            if self.restarts:
+                self.coord.replay(self)
+        else:
+            if isinstance(event, Stats):
+                self.stats = event
+            self.coord.on_event(self, event)
+
+    def send(self, cmd: Command) -> None:
+        if self.pipe is not None and self.ready.is_set():
+            self.pipe.send_bytes(encode(cmd))
+
+    async def stop(self) -> None:
+        self.stopping = True
+        if self.pipe is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.pipe.send_bytes(encode(Stop()))
+        if self.process is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.process.join, 10.0)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(5.0)
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        if self.pipe is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(self.pipe.fileno())
+            self.pipe.close()
+        if self.ring is not None:
+            self.ring.close()
+
+    async def load_instruments(self, session: aiohttp.ClientSession) -> None:
+        url = self.venue.instruments_url(self.rest_url)
+        try:
+            async with session.get(url) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise RetryableError(f"{self.name} instruments: HTTP {resp.status} from {url}")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise RetryableError(f"{self.name} instruments from {url}: {exc}") from exc
+        for inst in self.venue.parse_instruments(body):
+            self.instruments[inst.venue_symbol] = inst
+            self._by_spelling[inst.venue_symbol.upper()] = inst
+            self._by_spelling.setdefault(inst.symbol, inst)
+
+    def resolve(self, symbol: str) -> Instrument:
+        for key in (symbol.strip().upper(), self.venue.normalize_symbol(symbol)):
+            inst = self._by_spelling.get(key)
+            if inst is not None:
+                return inst
+        raise UnknownSymbol(self.name, symbol)
+
+
+class Coordinator:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.exchanges: dict[str, Exchange] = {}
+        self.conns: dict[str, _Conn] = {}
+        self.subs: dict[str, _Sub] = {}
+        self.listeners: list[Callable[[str, Event], None]] = []
+        self._registry: SymbolRegistry | None = None
+        self._numbers = itertools.count(1)
+        self._sub_ids = itertools.count(1)
+        self._http: aiohttp.ClientSession | None = None
+        self._lock = asyncio.Lock()
+        self.started = False
+
+    async def start(self) -> None:
+        self._registry = SymbolRegistry.create(self.config.instance)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        self.started = True
+
+    async def stop(self) -> None:
+        for ex in list(self.exchanges.values()):
+            await ex.stop()
+        self.exchanges.clear()
+        if self._http is not None:
+            await self._http.close()
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+        shm.unlink(status_name(self.config.instance))
+        self.started = False
+
+    @property
+    def registry(self) -> SymbolRegistry:
+        if self._registry is None:
+            raise WSMError("the coordinator is not started")
+        return self._registry
+
+    async def exchange(self, name: str) -> Exchange:
+        async with self._lock:
+            ex = self.exchanges.get(name)
+            if ex is not None:
+                return ex
+            venue = load_venue(name)
+            ex = Exchange(self, name, venue, self.config.exchanges.get(name, ExchangeConfig()))
+            assert self._http is not None
+            await ex.load_instruments(self._http)
+            await ex.start()
+            self.exchanges[name] = ex
+            return ex
+
+    # -- the control interface ------------------------------------------------------------------
+
+    async def connect(
+        self,
+        exchange: str,
+        conn_id: str,
+        *,
+        url: str | None = None,
+        policy: ReconnectPolicy | None = None,
+        owner: str | None = None,
+    ) -> ConnectionInfo:
+        if conn_id in self.conns:
+            raise ConnectionExists(conn_id)
+        if not conn_id or len(conn_id) > 128:
+            raise ConfigError("connection_id", "must be 1 to 128 characters")
+        ex = await self.exchange(exchange)
+        conn = _Conn(
+            exchange, conn_id, next(self._numbers), url, policy or ReconnectPolicy(), owner
+        )
+        self.conns[conn_id] = conn
+        ex.send(Open(conn_id, conn.number, url, conn.policy))
+        return self.connection_info(conn)
+
+    def _conn(self, conn_id: str) -> _Conn:
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            raise NotFound("connection", conn_id)
+        return conn
+
+    async def disconnect(self, conn_id: str) -> None:
+        conn = self._conn(conn_id)
+        for sub in [s for s in self.subs.values() if s.conn is conn]:
+            del self.subs[sub.id]
+        del self.conns[conn_id]
+        self.exchanges[conn.exchange].send(Close(conn_id))
+
+    async def reconnect(self, conn_id: str) -> None:
+        conn = self._conn(conn_id)
+        self.exchanges[conn.exchange].send(Reconnect(conn_id))
+
+    async def rollover(self, conn_id: str) -> None:
+        conn = self._conn(conn_id)
+        self.exchanges[conn.exchange].send(Rollover(conn_id))
+
+    async def subscribe(
+        self, conn_id: str, channel: str, symbols: list[str], kinds: list[str] | None = None
+    ) -> SubscriptionInfo:
+        conn = self._conn(conn_id)
+        ex = self.exchanges[conn.exchange]
+        ch = ex.venue.spec.channel(channel)
+        if ch is None:
+            known = tuple(c.name for c in ex.venue.spec.channels)
+            raise UnknownChannel(conn.exchange, channel, known)
+        if not symbols:
+            raise ConfigError("symbols", "at least one symbol is required")
+        for kind in kinds or ():
+            if kind not in KINDS:
+                raise ConfigError("kinds", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        instruments = [ex.resolve(s) for s in symbols]
+        for inst in instruments:
+            self.registry.add(
+                exchange_id=ex.venue.spec.exchange_id,
+                symbol=inst.symbol,
+                venue_symbol=inst.venue_symbol,
+                price_decimals=inst.price_decimals,
+                size_decimals=inst.size_decimals,
+                base=inst.base,
+                quote=inst.quote,
+                market=inst.market,
+            )
+        streams = [ex.venue.stream_name(ch, i.venue_symbol) for i in instruments]
+        sub = _Sub(f"sub-{next(self._sub_ids)}", conn, ch.name, instruments, kinds, streams)
+        self.subs[sub.id] = sub
+        self._push_streams(conn)
+        return self.subscription_info(sub)
+
+    async def unsubscribe(self, sub_id: str) -> SubscriptionInfo:
+        sub = self.subs.pop(sub_id, None)
+        if sub is None:
+            raise NotFound("subscription", sub_id)
+        self._push_streams(sub.conn)
+        info = self.subscription_info(sub)
+        info.status = "removed"
+        return info
+
+    def _push_streams(self, conn: _Conn) -> None:
+        ex = self.exchanges[conn.exchange]
+        ex.send(SetStreams(conn.id, self._specs(conn, ex)))
+
+    def _specs(self, conn: _Conn, ex: Exchange) -> list[StreamSpec]:
+        specs: dict[str, StreamSpec] = {}
+        for sub in self.subs.values():
+            if sub.conn is not conn:
+                continue
+            mask = ALL if sub.kinds is None else sum(KINDS[k] for k in sub.kinds)
+            ch = ex.venue.spec.channel(sub.channel)
+            assert ch is not None
+            for inst in sub.instruments:
+                name = ex.venue.stream_name(ch, inst.venue_symbol)
+                info = self.registry.get(ex.venue.spec.exchange_id, inst.venue_symbol)
+                assert info is not None
+                old = specs.get(name)
+                specs[name] = StreamSpec(
+                    name, ch.name, inst.venue_symbol, info.id, mask | (old.kinds if old else 0)
+                )
+        return list(specs.values())
+
+    def replay(self, ex: Exchange) -> None:
+        """A restarted worker: tell it every connection and stream again."""
+        for conn in self.conns_of(ex.name):
+            ex.send(Open(conn.id, conn.number, conn.url, conn.policy))
+            ex.send(SetStreams(conn.id, self._specs(conn, ex)))
+
+    def conns_of(self, exchange: str) -> list[_Conn]:
+        return [c for c in self.conns.values() if c.exchange == exchange]
+
+    # -- events from workers ----------------------------------------------------------------------
+
+    def on_event(self, ex: Exchange, event: Event) -> None:
+        if isinstance(event, StateChanged):
+            self._on_state(event)
+        elif isinstance(event, StreamStatus):
+            for sub in self.subs.values():
+                if sub.conn.id == event.conn and event.stream in sub.streams:
+                    sub.streams[event.stream] = event.status
+                    sub.reasons[event.stream] = event.reason
+        elif isinstance(event, Stats):
+            self._on_stats(event)
+        elif isinstance(event, Failure):
+            conn = self.conns.get(event.conn)
+            if conn is not None:
+                conn.last_error = event.message
+        for listener in self.listeners:
+            listener(ex.name, event)
+
+    def _on_state(self, event: StateChanged) -> None:
+        conn = self.conns.get(event.conn)
+        if conn is None:
+            return
+        if event.state == ConnState.STOPPED and event.reason == "rolled over":
+            return
+        conn.shard_states[event.shard] = ConnState(event.state)
+        order = (
+            ConnState.FAILED,
+            ConnState.BACKOFF,
+            ConnState.STALE,
+            ConnState.CLOSED,
+            ConnState.CONNECTING,
+            ConnState.SUBSCRIBING,
+            ConnState.STOPPED,
+            ConnState.LIVE,
+        )
+        states = set(conn.shard_states.values())
+        state = next(s for s in order if s in states)
+        if state == ConnState.LIVE and conn.state != ConnState.LIVE:
+            conn.live_since = time.time()
+        elif state != ConnState.LIVE:
+            conn.live_since = None
+        conn.state = state
+        if event.state in (ConnState.BACKOFF, ConnState.STALE, ConnState.FAILED, ConnState.CLOSED):
+            conn.last_error = event.reason
+
+    def _on_stats(self, stats: Stats) -> None:
+        now = time.time()
+        for st in stats.conns:
+            conn = self.conns.get(st.conn)
+            if conn is None:
+                continue
+            if conn.prev is not None:
+                dt = max(now - conn.prev[0], 1e-6)
+                conn.rates = ((st.msgs_in - conn.prev[1]) / dt, (st.bytes_in - conn.prev[2]) / dt)
+            conn.prev = (now, st.msgs_in, st.bytes_in)
+            conn.stats = st
+            conn.history.append(
+                _Sample(now, conn.rates[0], conn.rates[1], st.latency_p50_us, st.latency_p99_us)
+            )
+        self._write_status()
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def connection_info(self, conn: _Conn) -> ConnectionInfo:
+        st = conn.stats
+        return ConnectionInfo(
+            id=conn.id,
+            exchange=conn.exchange,
+            url=conn.url,
+            state=conn.state.name.lower(),
+            number=conn.number,
+            shards=st.shards if st else 0,
+            streams=st.streams if st else 0,
+            created_at=conn.created_at,
+            live_since=conn.live_since,
+            last_error=conn.last_error,
+            reconnect=conn.policy,
+            owner=conn.owner,
+        )
+
+    def connections(self) -> list[ConnectionInfo]:
+        return [self.connection_info(c) for c in self.conns.values()]
+
+    def subscription_info(self, sub: _Sub) -> SubscriptionInfo:
+        states = set(sub.streams.values())
+        if "rejected" in states:
+            status = "rejected"
+        elif states == {"active"}:
+            status = "active"
+        else:
+            status = "pending"
+        reason = "; ".join(sorted({r for r in sub.reasons.values() if r}))
+        return SubscriptionInfo(
+            id=sub.id,
+            connection_id=sub.conn.id,
+            exchange=sub.conn.exchange,
+            channel=sub.channel,
+            symbols=[i.symbol for i in sub.instruments],
+            kinds=sub.kinds,
+            status=status,
+            reason=reason,
+            streams=dict(sub.streams),
+            created_at=sub.created_at,
+        )
+
+    def subscriptions(self, conn_id: str | None = None) -> list[SubscriptionInfo]:
+        return [
+            self.subscription_info(s)
+            for s in self.subs.values()
+            if conn_id is None or s.conn.id == conn_id
+        ]
+
+    def metrics(self, conn_id: str) -> ConnectionMetrics:
+        conn = self._conn(conn_id)
+        st = conn.stats or ConnStats(conn.id, conn.state, 0, 0)
+        now_ns = time.time_ns()
+        ex = self.exchanges.get(conn.exchange)
+        names = {s for sub in self.subs.values() if sub.conn is conn for s in sub.streams}
+        streams = [
+            StreamMetrics(s.stream, s.messages, (now_ns - s.last_ns) / 1e9 if s.last_ns else None)
+            for s in (ex.stats.streams if ex and ex.stats else [])
+            if s.stream in names
+        ]
+        return ConnectionMetrics(
+            connection_id=conn.id,
+            exchange=conn.exchange,
+            state=conn.state.name.lower(),
+            uptime_s=time.time() - conn.live_since if conn.live_since else None,
+            messages_in=st.msgs_in,
+            bytes_in=st.bytes_in,
+            messages_out=st.msgs_out,
+            bytes_out=st.bytes_out,
+            messages_per_s=conn.rates[0],
+            bytes_per_s=conn.rates[1],
+            parse_errors=dict(st.parse_errors),
+            gaps=st.gaps,
+            resyncs=st.resyncs,
+            reconnects=st.reconnects,
+            rollovers=st.rollovers,
+            last_message_age_s=(now_ns - st.last_msg_ns) / 1e9 if st.last_msg_ns else None,
+            latency_p50_us=st.latency_p50_us,
+            latency_p99_us=st.latency_p99_us,
+            last_error=conn.last_error or st.last_error,
+            streams=streams,
+        )
+
+    def history(self, conn_id: str) -> list[_Sample]:
+        return list(self._conn(conn_id).history)
+
+    def _write_status(self) -> None:
+        """A status board in /dev/shm that `wsm status` reads without any server."""
+        board = {
+            "instance": self.config.instance,
+            "at": time.time(),
+            "connections": [
+                {
+                    **msgspec.to_builtins(self.connection_info(c)),
+                    "metrics": msgspec.to_builtins(self.metrics(c.id)),
+                }
+                for c in self.conns.values()
+            ],
+            "exchanges": {
+                n: {
+                    "worker_pid": e.process.pid if e.process else None,
+                    "restarts": e.restarts,
+                    "generation": e.generation,
+                }
+                for n, e in self.exchanges.items()
+            },
+        }
+        write_status(self.config.instance, msgspec.json.encode(board))
+
+
+def status_name(instance: str) -> str:
+    return f"{shm.PREFIX}{instance}.status.json"
+
+
+def write_status(instance: str, data: bytes) -> None:
+    import os
+
+    path = os.path.join(shm.SHM_DIR, status_name(instance))
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,130 @@
+"""Messages between the coordinator and a worker process (msgpack over a pipe).
+
+Commands are declarative where they can be (`SetStreams` states the wanted set), so that a
+restarted worker is brought back by replaying the current state.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from engine.backoff import ReconnectPolicy
+
+
+class StreamSpec(msgspec.Struct, frozen=True):
+    name: str  # the venue's stream name
+    channel: str
+    venue_symbol: str
+    symbol: int  # registry id
+    kinds: int  # bit mask of record kinds wanted
+
+
+# -- coordinator -> worker ----------------------------------------------------------------
+
+
+class Open(msgspec.Struct, tag="open", frozen=True):
+    conn: str
+    number: int  # small integer that identifies the connection in STATUS records
+    url: str | None
+    policy: ReconnectPolicy
+
+
+class Close(msgspec.Struct, tag="close", frozen=True):
+    conn: str
+
+
+class Reconnect(msgspec.Struct, tag="reconnect", frozen=True):
+    conn: str
+
+
+class Rollover(msgspec.Struct, tag="rollover", frozen=True):
+    conn: str
+
+
+class SetStreams(msgspec.Struct, tag="streams", frozen=True):
+    conn: str
+    streams: list[StreamSpec]
+
+
+class Stop(msgspec.Struct, tag="stop", frozen=True):
+    pass
+
+
+Command = Union[Open, Close, Reconnect, Rollover, SetStreams, Stop]  # noqa: UP007
+
+
+# -- worker -> coordinator ----------------------------------------------------------------
+
+
+class Ready(msgspec.Struct, tag="ready", frozen=True):
+    pid: int
+    generation: int
+
+
+class StateChanged(msgspec.Struct, tag="state", frozen=True):
+    conn: str
+    shard: int
+    state: int  # ConnState
+    previous: int
+    reason: str
+    at_ns: int
+    attempt: int = 0
+    code: str | None = None
+
+
+class StreamStatus(msgspec.Struct, tag="stream", frozen=True):
+    conn: str
+    stream: str
+    status: str  # pending | active | rejected | removed
+    reason: str = ""
+    code: str | None = None
+
+
+class ConnStats(msgspec.Struct):
+    conn: str
+    state: int
+    shards: int
+    streams: int
+    msgs_in: int = 0
+    bytes_in: int = 0
+    msgs_out: int = 0
+    bytes_out: int = 0
+    parse_errors: dict[str, int] = {}
+    gaps: int = 0
+    resyncs: int = 0
+    reconnects: int = 0
+    rollovers: int = 0
+    last_msg_ns: int = 0
+    latency_p50_us: float | None = None
+    latency_p99_us: float | None = None
+    last_error: str = ""
+
+
+class StreamStats(msgspec.Struct):
+    stream: str
+    messages: int
+    last_ns: int
+
+
+class Stats(msgspec.Struct, tag="stats"):
+    at_ns: int
+    conns: list[ConnStats]
+    streams: list[StreamStats]
+    budget_spent: int = 0
+    unrouted: int = 0
+
+
+class Failure(msgspec.Struct, tag="failure", frozen=True):
+    conn: str
+    code: str | None
+    message: str
+    at_ns: int
+
+
+Event = Union[Ready, StateChanged, StreamStatus, Stats, Failure]  # noqa: UP007
+
+encode = msgspec.msgpack.Encoder().encode
+decode_command = msgspec.msgpack.Decoder(Command).decode
+decode_event = msgspec.msgpack.Decoder(Event).decode

@@ -1,0 +1,54 @@
+"""`wsm simulate`: run an exchange simulator standalone."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import orjson
+
+from engine.registry import load_venue
+
+
+async def serve(
+    exchange: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    rate: float = 50.0,
+    ping_interval: float | None = None,
+    max_lifetime: float | None = None,
+    seed: int = 1,
+) -> None:
+    from adapters.simkit import SimServer
+
+    venue = load_venue(exchange)
+    server = SimServer(
+        venue.simulator(seed=seed),
+        host=host,
+        port=port,
+        rate=rate,
+        ping_interval=ping_interval,
+        max_lifetime=max_lifetime,
+    )
+    await server.start()
+    info = {
+        "exchange": exchange,
+        "ws_url": server.ws_url,
+        "rest_url": server.rest_url,
+        "control": f"{server.rest_url}/_sim/",
+    }
+    sys.stdout.write(orjson.dumps(info).decode() + "\n")
+    sys.stdout.flush()
+    print(
+        f"{exchange} simulator: WebSocket {server.ws_url}  REST {server.rest_url}  "
+        f"faults: {server.rest_url}/_sim/fault/<close|stall|skip|malformed|shutdown|refuse>",
+        file=sys.stderr,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
