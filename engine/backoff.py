@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Annotated
 
@@ -92,3 +93,35 @@ class TokenBucket:
             wait = self.delay_for(n)
             self.waited += wait
             await asyncio.sleep(wait)
+
+
+class SlidingWindow:
+    """At most `limit` events in any `period` seconds, spaced at least `period / limit` apart
+    (venues count arrivals as they process them, so a burst that left in time can still
+    arrive compressed; a token bucket would even let its burst and refill share a second)."""
+
+    def __init__(
+        self, limit: int, period: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = max(1, limit)
+        self.period = period
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def delay(self) -> float:
+        now = self._clock()
+        times = self._times
+        while times and now - times[0] >= self.period:
+            times.popleft()
+        gap = self.period / self.limit - (now - times[-1]) if times else 0.0
+        if len(times) < self.limit:
+            return max(0.0, gap)
+        return max(gap, self.period - (now - times[0]))
+
+    def record(self) -> None:
+        self._times.append(self._clock())
+
+    async def acquire(self) -> None:
+        while (wait := self.delay()) > 0:
+            await asyncio.sleep(wait)
+        self.record()

@@ -60,6 +60,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             ping_interval=args.ping_interval,
             max_lifetime=args.max_lifetime,
             seed=args.seed,
+            extra_symbols=args.symbols,
         )
     )
     return 0
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ping-interval", type=float, help="server pings every N seconds")
     p.add_argument("--max-lifetime", type=float, help="cut connections after N seconds")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--symbols", type=int, default=0, help="extra synthetic symbols")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("run", help="run the engine")

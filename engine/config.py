@@ -9,6 +9,7 @@ in the file or the environment, stops the start with an error naming it.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
@@ -44,6 +45,9 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     rollover_margin: Annotated[float, Meta(ge=0)] | None = None
     max_message_bytes: Annotated[int, Meta(gt=0)] | None = None
     ring_capacity: Annotated[int, Meta(gt=0)] | None = None
+    streams_per_connection: Annotated[int, Meta(gt=0)] | None = None
+    budget: Annotated[int, Meta(gt=0)] | None = None  # connects + snapshots: bucket size
+    budget_per_second: Annotated[float, Meta(gt=0)] | None = None
 
 
 class SubscriptionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -106,11 +110,24 @@ def load_config(
 
 
 def convert(data: Mapping[str, Any]) -> EngineConfig:
+    exchanges = data.get("exchanges", {})
+    if isinstance(exchanges, Mapping):
+        for name, section in exchanges.items():  # validated one by one to name the key
+            _convert(section, ExchangeConfig, f"exchanges.{name}")
+    config: EngineConfig = _convert(data, EngineConfig, "")
+    return config
+
+
+def _convert(data: Any, tp: type[Any], prefix: str) -> Any:
     try:
-        return msgspec.convert(data, EngineConfig, strict=False)
+        return msgspec.convert(data, tp, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        key = text.rpartition(" - at `$")[2].rstrip("`").lstrip(".") or "(top level)"
+        path = text.rpartition(" - at `$")[2].rstrip("`") if " - at `$" in text else ""
+        unknown = re.search(r"unknown field `([^`]+)`", text)
+        if unknown:
+            path = f"{path}.{unknown.group(1)}"
+        key = f"{prefix}{path}".lstrip(".") or "(top level)"
         raise ConfigError(key, text) from None
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import picows
 from picows import WSMsgType
 
-from engine.backoff import Backoff, ReconnectPolicy, TokenBucket
+from engine.backoff import Backoff, ReconnectPolicy, SlidingWindow
 from engine.records import ConnState
 from engine.venue import Request
 
@@ -83,7 +83,7 @@ class ShardListener(picows.WSListener):
                 self.commit()
         elif mt is _CLOSE:
             self.close_code = frame.get_close_code().value
-            self.close_reason = frame.get_close_message().decode(errors="replace")
+            self.close_reason = (frame.get_close_message() or b"").decode(errors="replace")
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
@@ -94,6 +94,7 @@ class ShardListener(picows.WSListener):
         else:
             transport.send(_TEXT, self.ping_text)
         self.shard.msgs_out += 1
+        self.shard.rate.record()  # pings count against the venue's message limit too
 
     def is_user_specific_pong(self, frame: picows.WSFrame) -> bool:
         mt = frame.msg_type
@@ -127,6 +128,9 @@ class Shard:
         self.wanted: set[str] = set()
         self.active: set[str] = set()
         self.pending: dict[int, Request] = {}
+        self._to_add: list[str] = []
+        self._to_remove: list[str] = []
+        self._flush_scheduled = False
         self.state = ConnState.STOPPED
         self.backoff = Backoff(conn.policy)
         self.listener: ShardListener | None = None
@@ -143,9 +147,7 @@ class Shard:
         self.parse_errors: dict[str, int] = {}
         self.last_error = ""
         self._queue: asyncio.Queue[Request] = asyncio.Queue()
-        self._rate = TokenBucket(
-            self.worker.limits.requests_per_second, self.worker.limits.requests_per_second
-        )
+        self.rate = SlidingWindow(int(self.worker.limits.requests_per_second))
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.task: asyncio.Task[None] | None = None
@@ -307,23 +309,40 @@ class Shard:
         """Paced within the venue's client-message limit."""
         while True:
             req = await self._queue.get()
-            await self._rate.take()
+            await self.rate.acquire()
             transport.send(_TEXT, req.text)
             self.msgs_out += 1
             self.bytes_out += len(req.text)
 
     def add_streams(self, names: list[str]) -> None:
-        new = [n for n in names if n not in self.wanted]
-        self.wanted.update(new)
-        if self.state in (ConnState.SUBSCRIBING, ConnState.LIVE):
-            self._queue_subscribe(new)
+        """Want these streams; requests go out batched at the end of this loop iteration."""
+        for n in names:
+            if n not in self.wanted:
+                self.wanted.add(n)
+                self._to_add.append(n)
+        self._schedule_flush()
 
     def remove_streams(self, names: list[str]) -> None:
-        gone = [n for n in names if n in self.wanted]
-        self.wanted.difference_update(gone)
-        self.active.difference_update(gone)
+        for n in names:
+            if n in self.wanted:
+                self.wanted.discard(n)
+                self.active.discard(n)
+                self._to_remove.append(n)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        add = [n for n in self._to_add if n in self.wanted]
+        remove = [n for n in self._to_remove if n not in self.wanted]
+        self._to_add, self._to_remove = [], []
         if self.state in (ConnState.SUBSCRIBING, ConnState.LIVE):
-            self._queue_subscribe(gone, subscribe=False)
+            self._queue_subscribe(add)
+            self._queue_subscribe(remove, subscribe=False)
 
     # -- SessionEvents ------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from engine.protocol import (
     ConnStats,
     Event,
     Failure,
+    MessagePipe,
     Open,
     Ready,
     Reconnect,
@@ -46,7 +47,6 @@ from engine.protocol import (
     StreamSpec,
     StreamStatus,
     decode_event,
-    encode,
 )
 from engine.records import ConnState, Kind
 from engine.registry import load_venue
@@ -65,6 +65,13 @@ KINDS = {
     | kind_bit(Kind.GAP),
 }
 ALL = sum(KINDS.values())
+
+
+def channel_bits(kind: Kind) -> int:
+    """The kind bits a channel producing `kind` records can satisfy."""
+    return KINDS["book"] if kind == Kind.BOOK_LEVEL else kind_bit(kind)
+
+
 HISTORY = 600  # per-connection samples kept for charts (one per stats interval)
 
 
@@ -205,7 +212,8 @@ class Exchange:
         self._by_spelling: dict[str, Instrument] = {}
         self.ring: Ring | None = None
         self.process: Any = None
-        self.pipe: Any = None
+        self.pipe: MessagePipe | None = None
+        self._conn: Any = None
         self.ready = asyncio.Event()
         self.stats: Stats | None = None
         self.restarts = 0
@@ -228,11 +236,18 @@ class Exchange:
             idle=cfg.heartbeat_idle or spec.heartbeat.idle,
             timeout=cfg.heartbeat_timeout or spec.heartbeat.timeout,
         )
-        limits = spec.limits
-        if cfg.max_lifetime is not None:
-            limits = msgspec.structs.replace(limits, max_lifetime=cfg.max_lifetime)
-        if cfg.rollover_margin is not None:
-            limits = msgspec.structs.replace(limits, rollover_margin=cfg.rollover_margin)
+        overrides = {
+            k: v
+            for k, v in (
+                ("max_lifetime", cfg.max_lifetime),
+                ("rollover_margin", cfg.rollover_margin),
+                ("streams_per_connection", cfg.streams_per_connection),
+                ("budget", cfg.budget),
+                ("budget_per_second", cfg.budget_per_second),
+            )
+            if v is not None
+        }
+        limits = msgspec.structs.replace(spec.limits, **overrides)
         extra: dict[str, Any] = {}
         if cfg.max_message_bytes is not None:
             extra["max_message_bytes"] = cfg.max_message_bytes
@@ -274,34 +289,25 @@ class Exchange:
         )
         self.process.start()
         child.close()
-        self.pipe = parent
+        self._conn = parent
         self.ready.clear()
 
     async def _supervise(self) -> None:
         """Read the worker's events; restart it when it dies."""
-        loop = asyncio.get_running_loop()
         while not self.stopping:
-            queue: asyncio.Queue[Event | None] = asyncio.Queue()
-            pipe = self.pipe
-
-            def readable(pipe: Any = pipe, queue: asyncio.Queue[Event | None] = queue) -> None:
-                try:
-                    queue.put_nowait(decode_event(pipe.recv_bytes()))
-                except (EOFError, OSError):
-                    loop.remove_reader(pipe.fileno())
-                    queue.put_nowait(None)
-
-            loop.add_reader(pipe.fileno(), readable)
-            while (event := await queue.get()) is not None:
+            self.pipe = await MessagePipe.adopt(self._conn)
+            while (event := await self.pipe.recv(decode_event)) is not None:
                 self._on_event(event)
+            self.pipe.close()
+            self.pipe = None
             if self.stopping:
                 return
             await self._restart()
 
     async def _restart(self) -> None:
         self.restarts += 1
-        with contextlib.suppress(Exception):
-            self.process.join(1.0)
+        self.ready.clear()
+        await asyncio.get_running_loop().run_in_executor(None, self.process.join, 5.0)
         for conn in self.coord.conns_of(self.name):
             conn.state = ConnState.CONNECTING
             conn.last_error = f"worker process died (exit code {self.process.exitcode}); restarting"
@@ -321,13 +327,13 @@ class Exchange:
 
     def send(self, cmd: Command) -> None:
         if self.pipe is not None and self.ready.is_set():
-            self.pipe.send_bytes(encode(cmd))
+            self.pipe.send(cmd)
 
     async def stop(self) -> None:
         self.stopping = True
         if self.pipe is not None:
-            with contextlib.suppress(OSError, ValueError):
-                self.pipe.send_bytes(encode(Stop()))
+            self.pipe.send(Stop())
+            await self.pipe.drain()
         if self.process is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.process.join, 10.0)
             if self.process.is_alive():
@@ -338,8 +344,6 @@ class Exchange:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         if self.pipe is not None:
-            with contextlib.suppress(ValueError, OSError):
-                asyncio.get_running_loop().remove_reader(self.pipe.fileno())
             self.pipe.close()
         if self.ring is not None:
             self.ring.close()
@@ -485,6 +489,13 @@ class Coordinator:
                 base=inst.base,
                 quote=inst.quote,
                 market=inst.market,
+            )
+        mask = ALL if kinds is None else sum(KINDS[k] for k in kinds)
+        if not mask & channel_bits(ch.kind):
+            raise ConfigError(
+                "kinds",
+                f"channel {ch.name} carries {ch.kind.name.lower()} records, which "
+                f"kinds {kinds} leave out: nothing would be subscribed",
             )
         streams = [ex.venue.stream_name(ch, i.venue_symbol) for i in instruments]
         sub = _Sub(f"sub-{next(self._sub_ids)}", conn, ch.name, instruments, kinds, streams)

@@ -6,7 +6,13 @@ restarted worker is brought back by replaying the current state.
 
 from __future__ import annotations
 
-from typing import Union
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any, Union
 
 import msgspec
 
@@ -128,3 +134,40 @@ Event = Union[Ready, StateChanged, StreamStatus, Stats, Failure]  # noqa: UP007
 encode = msgspec.msgpack.Encoder().encode
 decode_command = msgspec.msgpack.Decoder(Command).decode
 decode_event = msgspec.msgpack.Decoder(Event).decode
+_HEADER = struct.Struct("!I")
+
+
+class MessagePipe:
+    """Length-prefixed msgpack messages over the coordinator/worker socketpair, with asyncio
+    streams on both ends (buffered, never blocking the loop, never a torn message)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def adopt(cls, conn: Any) -> MessagePipe:
+        """Take over the socket of a `multiprocess` Connection (which is then closed)."""
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        conn.close()
+        reader, writer = await asyncio.open_connection(sock=sock)
+        return cls(reader, writer)
+
+    def send(self, msg: Any) -> None:
+        payload = encode(msg)
+        self._writer.write(_HEADER.pack(len(payload)) + payload)
+
+    async def recv(self, decode: Callable[[bytes], Any]) -> Any:
+        """The next message, or None once the other end has gone."""
+        try:
+            (size,) = _HEADER.unpack(await self._reader.readexactly(_HEADER.size))
+            return decode(await self._reader.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    async def drain(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()

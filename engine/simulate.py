@@ -20,12 +20,13 @@ async def serve(
     ping_interval: float | None = None,
     max_lifetime: float | None = None,
     seed: int = 1,
+    extra_symbols: int = 0,
 ) -> None:
     from adapters.simkit import SimServer
 
     venue = load_venue(exchange)
     server = SimServer(
-        venue.simulator(seed=seed),
+        venue.simulator(seed=seed, extra_symbols=extra_symbols),
         host=host,
         port=port,
         rate=rate,

@@ -60,6 +60,7 @@ class RouteTable:
 
     def __init__(self) -> None:
         self._streams: dict[str, Stream] = {}
+        self._removed: dict[str, None] = {}  # recently removed names, oldest first
         self.version = 0
 
     def add(self, stream: Stream) -> None:
@@ -70,7 +71,14 @@ class RouteTable:
         stream = self._streams.pop(name, None)
         if stream is not None:
             self.version += 1
+            self._removed[name] = None
+            if len(self._removed) > 4096:
+                del self._removed[next(iter(self._removed))]
         return stream
+
+    def was_removed(self, name: str) -> bool:
+        """Frames of a stream we just left may still be in flight: those are not errors."""
+        return name in self._removed
 
     def get(self, name: str) -> Stream | None:
         return self._streams.get(name)

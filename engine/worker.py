@@ -9,7 +9,6 @@ entry point that connects it to the coordinator's pipe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from engine.protocol import (
     ConnStats,
     Event,
     Failure,
+    MessagePipe,
     Open,
     Ready,
     Reconnect,
@@ -39,6 +39,7 @@ from engine.protocol import (
     StreamSpec,
     StreamStats,
     StreamStatus,
+    decode_command,
 )
 from engine.records import ConnState, Flag, GapReason, Kind
 from engine.ring import RingWriter
@@ -424,36 +425,25 @@ class Worker:
             await self._http.close()
         self.writer.commit()
 
-    async def serve(self, pipe: Any) -> None:
+    async def serve(self, conn: Any) -> None:
         """Run against the coordinator's pipe until told to stop or the pipe closes."""
-        from engine.protocol import decode_command, encode
-
-        loop = asyncio.get_running_loop()
-        commands: asyncio.Queue[Command | None] = asyncio.Queue()
-
-        def readable() -> None:
-            try:
-                commands.put_nowait(decode_command(pipe.recv_bytes()))
-            except (EOFError, OSError):
-                loop.remove_reader(pipe.fileno())
-                commands.put_nowait(None)
-
-        self.emit = lambda ev: pipe.send_bytes(encode(ev))
-        loop.add_reader(pipe.fileno(), readable)
+        pipe = await MessagePipe.adopt(conn)
+        self.emit = pipe.send
         self.emit(Ready(os.getpid(), self.writer.generation))
         stats = self._spawn(self.run_stats())
         try:
             while True:
-                cmd = await commands.get()
+                cmd = await pipe.recv(decode_command)
                 if cmd is None or isinstance(cmd, Stop):
                     break
                 await self.handle(cmd)
+                await pipe.drain()
         finally:
             stats.cancel()
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(pipe.fileno())
             await self.shutdown()
             self.writer.close()
+            await pipe.drain()
+            pipe.close()
 
 
 def worker_main(venue_name: str, config_bytes: bytes, pipe: Any) -> None:

@@ -136,3 +136,40 @@ def book_from_records(
             else:
                 side.pop(r.price, None)
     return bids, asks
+
+
+def shape(value: Any) -> Any:
+    """The JSON shape of a value: keys and types, recursively (lists by their first item)."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__
+
+
+class RawClient:
+    """A plain picows client that keeps every text frame it receives."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.closed = False
+
+    @classmethod
+    async def connect(cls, url: str) -> tuple[Any, RawClient]:
+        import picows
+
+        client = cls()
+
+        class Listener(picows.WSListener):
+            def on_ws_frame(self, transport: Any, frame: Any) -> None:
+                if frame.msg_type == picows.WSMsgType.TEXT:
+                    client.frames.append(frame.get_payload_as_bytes())
+
+            def on_ws_disconnected(self, transport: Any) -> None:
+                client.closed = True
+
+        transport, _ = await picows.ws_connect(Listener, url)
+        return transport, client
+
+    def json(self) -> list[Any]:
+        return [json.loads(f) for f in self.frames]

@@ -158,9 +158,11 @@ class BinanceSession:
         return 0
 
     def _on_bad_stream_frame(self, stream: str, data: msgspec.Raw) -> None:
-        if self.routes.get(stream) is None:
-            return  # a stream we no longer subscribe (in flight after UNSUBSCRIBE)
         kind = stream_kind(stream)
+        if self.routes.get(stream) is None:
+            if not self.routes.was_removed(stream):  # else: in flight after UNSUBSCRIBE
+                self.events.on_parse_error("unknown_stream", f"frame of stream {stream!r}")
+            return
         _, payload_type, _ = KINDS[kind]
         try:
             msgspec.json.decode(data, type=payload_type, strict=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 import orjson
@@ -37,11 +37,15 @@ class BinanceSim:
         seed: int = 1,
         futures: bool = False,
         enforce_limits: bool = True,
+        extra_symbols: int = 0,
     ) -> None:
         self.rng = random.Random(seed)
         self.futures = futures
         self.enforce_limits = enforce_limits
         base_id = time.time_ns() // 1_000_000  # a restarted simulator continues upwards
+        symbols = symbols + tuple(
+            (f"S{i:04d}USDT", f"S{i:04d}", "USDT", 1.0 + i % 97, 4, 2) for i in range(extra_symbols)
+        )
         self.symbols = {
             s[0]: SimSymbol(*s, update_id=base_id * 100, trade_id=base_id * 10) for s in symbols
         }
@@ -56,6 +60,10 @@ class BinanceSim:
         self.subscribe_log: list[tuple[float, int]] = []  # (time, streams) per request
         self.violations: dict[str, int] = defaultdict(int)
         self.requests = 0
+        self.reject = 0
+        self.trade_log: dict[str, deque[tuple[int, str, str, bool]]] = defaultdict(
+            lambda: deque(maxlen=100_000)
+        )
         self.server: SimServer | None = None
 
     def attach(self, server: SimServer) -> None:
@@ -163,6 +171,14 @@ class BinanceSim:
     def _method(self, client: SimClient, method: str, params: Any, rid: Any) -> None:
         ok = orjson.dumps({"result": None, "id": rid})
         if method == "SUBSCRIBE":
+            if self.reject:
+                self.reject -= 1
+                client.send(
+                    orjson.dumps(
+                        {"code": 2, "msg": "Invalid request: too many parameters", "id": rid}
+                    )
+                )
+                return
             if len(client.subs | set(params)) > MAX_STREAMS:
                 self.violations["streams_per_connection"] += 1
                 client.send(
@@ -228,6 +244,7 @@ class BinanceSim:
             t = ev.trade
             p, q = fmt(t.price, pd, PAD), fmt(t.size, sd, PAD)
             maker_buys = t.taker == "sell"
+            self.trade_log[sym.venue_symbol].append((t.id, p, q, maker_buys))
             if self.futures:
                 trade = {
                     "e": "trade",
@@ -360,6 +377,22 @@ class BinanceSim:
             "subscribe_requests": len(self.subscribe_log),
             "update_ids": {s: sym.update_id for s, sym in self.symbols.items()},
         }
+
+    def reject_next(self, count: int) -> None:
+        self.reject += count
+
+    def control(self, parts: list[str], query: dict[str, str]) -> Any:
+        sym = self.symbols.get(query.get("symbol", ""))
+        if parts == ["book"] and sym is not None:
+            pd, sd = sym.price_decimals, sym.size_decimals
+            return {
+                "update_id": sym.update_id,
+                "bids": [[fmt(p, pd), fmt(q, sd)] for p, q in sorted(sym.bids.items())],
+                "asks": [[fmt(p, pd), fmt(q, sd)] for p, q in sorted(sym.asks.items())],
+            }
+        if parts == ["trades"] and sym is not None:
+            return [list(t) for t in self.trade_log[sym.venue_symbol]]
+        return None
 
     def book(self, venue_symbol: str) -> tuple[dict[int, int], dict[int, int]]:
         sym = self.symbols[venue_symbol]

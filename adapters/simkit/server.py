@@ -6,7 +6,10 @@ Faults (from Python, or `GET /_sim/fault/<name>?...` over HTTP):
 `close` (drop every connection), `stall` (stop sending and stop reading, so pings go
 unanswered, without closing), `skip` (the next book update skips sequence ids), `malformed`
 (inject bad frames), `shutdown` (the venue's shutdown notice, then close), `refuse` (stop
-listening for a while: connections are refused), `reset` (clear faults).
+listening for a while: connections are refused), `reject` (refuse the next subscribe request
+with the venue's error), `reset` (clear faults). `GET /_sim/pause?value=1` quiesces the market
+(batched book updates are still flushed), `/_sim/stats` reports, and venue paths such as
+`/_sim/book?symbol=` and `/_sim/trades?symbol=` show what the simulator published.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class VenueSim(Protocol):
     def shutdown_notice(self) -> bytes | None: ...
     def skip(self, n: int) -> None: ...
     def stats(self) -> dict[str, Any]: ...
+    def control(self, parts: list[str], query: dict[str, str]) -> Any: ...
+    def reject_next(self, count: int) -> None: ...
 
 
 class SimClient(picows.WSListener):
@@ -51,6 +56,7 @@ class SimClient(picows.WSListener):
         self.subs: set[str] = set()
         self.state: dict[str, Any] = {}  # venue-specific per-connection state
         self.stalled = False
+        self.closing = False
         self.paused = False
         self.sent = 0
         self.dropped = 0
@@ -69,7 +75,7 @@ class SimClient(picows.WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
-        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY) or self.stalled:
+        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY) or self.stalled or self.closing:
             return
         self.received += 1
         self.recv_times.append(time.monotonic())
@@ -105,6 +111,7 @@ class SimClient(picows.WSListener):
             self.server.index.get(s, set()).discard(self)
 
     def close(self, code: int | None = None) -> None:
+        self.closing = True
         if self.transport is None:
             return
         if code is None:
@@ -315,8 +322,7 @@ class SimServer:
         self._count("refuse")
         self._refuse_until = time.monotonic() + seconds
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.close()  # stop listening; wait_closed would wait for the clients
             self._server = None
         self.close_all()
         self._later(seconds, lambda: self._spawn(self._listen()))
@@ -340,7 +346,7 @@ class SimServer:
             "rest_url": self.rest_url,
             "clients": len(self.clients),
             "connections_total": self.connections_total,
-            "subscriptions": {c.path: sorted(c.subs) for c in self.clients},
+            "subscriptions": [sorted(c.subs) for c in self.clients],
             "sent": sum(c.sent for c in self.clients),
             "faults": self.faults,
             **self.venue.stats(),
@@ -356,6 +362,12 @@ class SimServer:
             if parts[1:] == ["rate"]:
                 self.rate = float(query["value"])
                 return 200, orjson.dumps({"ok": True, "rate": self.rate})
+            if parts[1:] == ["pause"]:
+                self.paused_market = query.get("value", "1") == "1"
+                return 200, orjson.dumps({"ok": True, "paused": self.paused_market})
+            answer = self.venue.control(parts[1:], query)
+            if answer is not None:
+                return 200, orjson.dumps(answer)
         except (KeyError, ValueError) as exc:
             return 400, orjson.dumps({"error": f"bad control request: {exc}"})
         return 404, orjson.dumps({"error": f"unknown control path {path}"})
@@ -377,5 +389,9 @@ class SimServer:
             return None
         if name == "reset":
             self.reset()
+            return None
+        if name == "reject":
+            self.venue.reject_next(int(q.get("count", "1")))
+            self._count("reject")
             return None
         raise ValueError(f"unknown fault {name!r}")

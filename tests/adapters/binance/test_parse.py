@@ -128,10 +128,18 @@ def test_bad_frames_are_counted_and_skipped(payload: bytes, channel: str, detail
     assert len(sink.records) == 1, "the session keeps working after a bad frame"
 
 
-def test_frames_of_streams_we_left_are_ignored_silently() -> None:
-    session, sink, events, _, _ = session_for(VENUE, [("trades", "ETHUSDT", 1)])
-    session.on_message(frames(SPOT / "trade_observed.jsonl")[0], RECV)
+def test_frames_of_streams_we_left_are_ignored_but_unknown_streams_are_counted() -> None:
+    session, sink, events, routes, _ = session_for(
+        VENUE, [("trades", "ETHUSDT", 1), ("trades", "BTCUSDT", 2)]
+    )
+    routes.remove("btcusdt@trade")
+    session.routes_changed()
+    frame = frames(SPOT / "trade_observed.jsonl")[0]
+    session.on_message(frame, RECV)  # in flight after we unsubscribed
     assert sink.records == [] and events.errors == []
+    session.on_message(frame.replace(b"btcusdt@trade", b"btcusdt@mystery"), RECV)
+    assert sink.records == []
+    assert events.errors == [("unknown_stream", "frame of stream 'btcusdt@mystery'")]
 
 
 def test_instruments_and_decimals() -> None:
@@ -216,7 +224,11 @@ def test_recorded_sessions_sync_with_zero_gaps_and_rebuild_the_final_books(
         elif line["dir"] == "recv":
             session.on_message(line["raw"].encode(), recv)
     assert sink.of(Kind.GAP) == [], "zero gaps in a clean recorded session"
-    assert events.errors == []
+    # the capture also carries aggTrade and kline streams this test does not subscribe
+    assert {(ch, d.split("@")[1].rstrip("'")) for ch, d in events.errors} <= {
+        ("unknown_stream", "aggTrade"),
+        ("unknown_stream", "kline_1m"),
+    }
     expected = _independent_final_books(path, url_part, futures)
     assert len(sink.of(Kind.SNAPSHOT_END)) == len(symbols)
     for sym, sid in ids.items():
