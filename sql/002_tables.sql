@@ -81,6 +81,25 @@ CREATE TABLE websocket_connection_metrics (
         REFERENCES websocket_connections (id, owner) ON DELETE CASCADE
 );
 
+-- One metrics row as the engine sends a batch of them: an array of this type, unnested by
+-- INSERT ... SELECT (engine/db/metrics.py). Its own type, not the table's row type, so that
+-- the table can grow without breaking running writers.
+CREATE TYPE wsm_metric_row AS (
+    connection_id  uuid,
+    owner          uuid,
+    ts             timestamptz,
+    messages_in    bigint,
+    bytes_in       bigint,
+    messages_out   bigint,
+    bytes_out      bigint,
+    errors         bigint,
+    gaps           bigint,
+    resyncs        bigint,
+    reconnects     bigint,
+    latency_p50_us double precision,
+    latency_p99_us double precision
+);
+
 -- Every state change and every error of a connection, one row each.
 CREATE TABLE websocket_connection_events (
     id            bigserial PRIMARY KEY,

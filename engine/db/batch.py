@@ -30,11 +30,12 @@ def inserted_count(status: str) -> int:
 async def insert_batch(
     pool: Pool,
     batch_sql: str,
-    columns: Sequence[Sequence[object]],
+    batch_args: Sequence[object],
     row_sql: str,
     rows: Sequence[Sequence[object]],
 ) -> BatchOutcome:
-    """Insert `rows` as `wsm_engine` with one statement over `columns` (unnest arrays).
+    """Insert `rows` as `wsm_engine` with one statement (`batch_sql` over `batch_args`,
+    typically arrays that it unnests).
 
     When Postgres refuses the batch for its data (a bad value, a broken constraint), insert
     the rows one by one with `row_sql`, each under a savepoint, and count the refused ones.
@@ -42,7 +43,7 @@ async def insert_batch(
     """
     try:
         async with engine_tx(pool) as conn:
-            return BatchOutcome(inserted=inserted_count(await conn.execute(batch_sql, *columns)))
+            return BatchOutcome(inserted=inserted_count(await conn.execute(batch_sql, *batch_args)))
     except Exception as exc:
         if not is_data_error(exc):
             raise

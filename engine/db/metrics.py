@@ -73,11 +73,12 @@ _COLUMNS: Final = (
     "connection_id, owner, ts, messages_in, bytes_in, messages_out, bytes_out,"
     " errors, gaps, resyncs, reconnects, latency_p50_us, latency_p99_us"
 )
+# One array of composite rows rather than one array per column: asyncpg checks every element
+# of a scalar array against collections.abc (about 0.5 us each, 13 per row), which made the
+# column form 2x slower end to end (bench/RESULTS.md).
 _BATCH_SQL: Final = f"""
 INSERT INTO websocket_connection_metrics ({_COLUMNS})
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bigint[], $5::bigint[],
-                     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
-                     $11::bigint[], $12::float8[], $13::float8[])
+SELECT {_COLUMNS} FROM unnest($1::wsm_metric_row[])
 ON CONFLICT (connection_id, ts) DO NOTHING
 """
 _ROW_SQL: Final = f"""
@@ -219,8 +220,7 @@ class MetricsWriter:
 
 async def _insert(pool: Pool, batch: list[MetricRow]) -> BatchOutcome:
     rows = [msgspec.structs.astuple(r) for r in batch]
-    columns = [list(col) for col in zip(*rows, strict=True)]
-    return await insert_batch(pool, _BATCH_SQL, columns, _ROW_SQL, rows)
+    return await insert_batch(pool, _BATCH_SQL, [rows], _ROW_SQL, rows)
 
 
 async def read_metrics(
