@@ -149,7 +149,7 @@ def is_retryable(exc: BaseException) -> bool:
         return sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES
     if isinstance(exc, RetryableError | ConnectionError | TimeoutError | OSError):
         return True
-    if isinstance(exc, VenueRejection):
+    if isinstance(exc, VenueRejection | ValueError):  # bad input stays bad on a retry
         return False
     return not isinstance(exc, ConfigError | RingError | DatabaseError | ApiKeyError)
 

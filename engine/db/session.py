@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Final, Literal, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import asyncpg
@@ -46,6 +47,28 @@ class DatabaseConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     # 0 behind a transaction-mode pooler (Supabase's port 6543, PgBouncer), which cannot
     # keep prepared statements across transactions
     statement_cache_size: Annotated[int, Meta(ge=0)] = 100
+
+    def __repr__(self) -> str:  # the URL may carry a password
+        url = None if self.url is None else redact_url(self.url)
+        return (
+            f"DatabaseConfig(url={url!r}, min_connections={self.min_connections}, "
+            f"max_connections={self.max_connections}, connect_timeout={self.connect_timeout}, "
+            f"command_timeout={self.command_timeout}, "
+            f"statement_cache_size={self.statement_cache_size})"
+        )
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (in the netloc or a `password=` parameter) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        "password=***" if item.startswith("password=") else item for item in parts.query.split("&")
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 async def create_pool(url: str, config: DatabaseConfig | None = None) -> Pool:
