@@ -205,7 +205,8 @@ class KeyStore:
         target = f"{_target(owner, exchange)}/v{version}"
         async with _audited(self._pool, "keys.revoke", target, actor, source_ip, via) as conn:
             row = await conn.fetchrow(
-                "UPDATE api_key_versions SET state = 'revoked', expires_at = now()"
+                "UPDATE api_key_versions SET state = 'revoked',"
+                " expires_at = CASE WHEN state = 'revoked' THEN expires_at ELSE now() END"
                 " WHERE owner = $1 AND exchange = $2 AND version = $3"
                 f" RETURNING {_METADATA}",
                 owner,
