@@ -46,6 +46,53 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db_migrate(args: argparse.Namespace) -> int:
+    from engine.db.commands import db_migrate
+
+    return db_migrate(args)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from engine.db.commands import keys
+
+    return keys(args)
+
+
+def _add_db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`wsm db migrate` and `wsm keys add|rotate|revoke|list`."""
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--database-url",
+        help="Postgres URL (default: WSM_DATABASE_URL, else the embedded server)",
+    )
+    p = sub.add_parser("db", help="the Postgres database")
+    db_sub = p.add_subparsers(dest="db_command", required=True)
+    p = db_sub.add_parser("migrate", help="apply pending migrations (sql/)", parents=[db])
+    p.add_argument("--sql-dir", help="migrations directory (default: the repository's sql/)")
+    p.set_defaults(func=_cmd_db_migrate)
+
+    p = sub.add_parser("keys", help="exchange API keys (secret read from stdin)")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True)
+    owned = argparse.ArgumentParser(add_help=False, parents=[db])
+    owned.add_argument("--owner", required=True, help="the platform user's id (UUID)")
+    owned.add_argument("--exchange", required=True)
+    for name, what in (("add", "store a first key"), ("rotate", "replace the active key")):
+        p = keys_sub.add_parser(name, help=what, parents=[owned])
+        p.add_argument("--key-id", required=True, help="the exchange's API key id")
+        if name == "rotate":
+            p.add_argument(
+                "--overlap", type=float, help="seconds the old key keeps working (default 24 h)"
+            )
+    p = keys_sub.add_parser("revoke", help="make a key version unusable now", parents=[owned])
+    p.add_argument("--version", type=int, required=True)
+    p = keys_sub.add_parser("list", help="key metadata (never secrets)", parents=[db])
+    p.add_argument("--owner")
+    p.add_argument("--exchange")
+    p.add_argument("--json", action="store_true", help="JSON lines")
+    for action in keys_sub.choices.values():
+        action.set_defaults(func=_cmd_keys)
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import uvloop
 
@@ -138,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_status)
+
+    _add_db_commands(sub)
     return parser
 
 

@@ -23,7 +23,9 @@ from engine import shm
 from engine.backoff import ReconnectPolicy
 from engine.config import EngineConfig, ExchangeConfig
 from engine.errors import (
+    AlreadyExists,
     ConfigError,
+    NotFound,
     RetryableError,
     UnknownChannel,
     UnknownSymbol,
@@ -73,19 +75,6 @@ def channel_bits(kind: Kind) -> int:
 
 
 HISTORY = 600  # per-connection samples kept for charts (one per stats interval)
-
-
-class ConnectionExists(WSMError):
-    def __init__(self, conn_id: str) -> None:
-        super().__init__(f"connection {conn_id!r} already exists")
-        self.connection_id = conn_id
-
-
-class NotFound(WSMError):
-    def __init__(self, what: str, key: str) -> None:
-        super().__init__(f"no {what} {key!r}")
-        self.what = what
-        self.key = key
 
 
 class ConnectionInfo(msgspec.Struct, kw_only=True):
@@ -432,7 +421,7 @@ class Coordinator:
         owner: str | None = None,
     ) -> ConnectionInfo:
         if conn_id in self.conns:
-            raise ConnectionExists(conn_id)
+            raise AlreadyExists("connection", conn_id)
         if not conn_id or len(conn_id) > 128:
             raise ConfigError("connection_id", "must be 1 to 128 characters")
         ex = await self.exchange(exchange)

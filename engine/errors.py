@@ -80,10 +80,86 @@ class UnknownChannel(WSMError):
         self.channel = channel
 
 
+class DatabaseError(WSMError):
+    """Postgres could not do what WSM asked (see `is_retryable` for which ones pass)."""
+
+
+class DatabaseUnavailable(DatabaseError, RetryableError):
+    """Postgres cannot be reached or did not answer in time; try again later."""
+
+
+class NotFound(WSMError):
+    """No such connection, subscription or row (for the caller)."""
+
+    def __init__(self, what: str, key: object) -> None:
+        super().__init__(f"no {what} {key!r}" if isinstance(key, str) else f"no {what} {key}")
+        self.what = what
+        self.key = key
+
+
+class AlreadyExists(WSMError):
+    def __init__(self, what: str, key: object) -> None:
+        super().__init__(f"{what} {key} already exists")
+        self.what = what
+        self.key = key
+
+
+class MigrationError(DatabaseError):
+    """A migration cannot be applied, or an applied one no longer matches its file."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        super().__init__(f"migration {file}: {reason}")
+        self.file = file
+        self.reason = reason
+
+
+class ApiKeyError(WSMError):
+    """An exchange API key operation was refused. Never carries key material."""
+
+
+class ApiKeyNotFound(ApiKeyError):
+    def __init__(self, owner: str, exchange: str, version: int | None = None) -> None:
+        which = "an active key" if version is None else f"key version {version}"
+        super().__init__(f"{owner} has no {which} for {exchange}")
+        self.owner = owner
+        self.exchange = exchange
+        self.version = version
+
+
+class ApiKeyUnusable(ApiKeyError):
+    """The key version exists but is revoked, expired or cannot be decrypted."""
+
+    def __init__(self, owner: str, exchange: str, version: int, reason: str) -> None:
+        super().__init__(f"{owner}'s {exchange} key version {version} is unusable: {reason}")
+        self.owner = owner
+        self.exchange = exchange
+        self.version = version
+        self.reason = reason
+
+
+# Postgres SQLSTATE classes that pass with time: connection exceptions, insufficient
+# resources, operator intervention (shutdown, "cannot connect now"), system errors, and the
+# two transaction-rollback codes that a retry resolves (serialization failure, deadlock).
+_RETRYABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
 def is_retryable(exc: BaseException) -> bool:
     """One place that classifies failures: reconnect on these, give up on the rest."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in _RETRYABLE_SQLSTATE_CLASSES or sqlstate in _RETRYABLE_SQLSTATES
     if isinstance(exc, RetryableError | ConnectionError | TimeoutError | OSError):
         return True
-    if isinstance(exc, VenueRejection):
+    if isinstance(exc, VenueRejection | ValueError):  # bad input stays bad on a retry
         return False
-    return not isinstance(exc, ConfigError | RingError)
+    return not isinstance(exc, ConfigError | RingError | DatabaseError | ApiKeyError)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A row that Postgres refuses (bad value, broken constraint): skip it, keep the rest."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in ("22", "23")
+    # asyncpg raises its DataError, a ValueError, when it cannot encode an argument
+    return isinstance(exc, ValueError)

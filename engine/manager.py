@@ -21,10 +21,9 @@ from engine.coordinator import (
     ConnectionInfo,
     ConnectionMetrics,
     Coordinator,
-    NotFound,
     SubscriptionInfo,
 )
-from engine.errors import WSMError
+from engine.errors import NotFound, WSMError
 from engine.ring import RingReader, Start
 
 
