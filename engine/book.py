@@ -266,10 +266,10 @@ class BookSync:
             Kind.GAP, 0, Flag.LAST, self.symbol, 0, recv_ns, 0.0, 0.0, self.last_id, reason
         )
         self.counters.gaps += 1
+        self.counters.resyncs += 1
         self.book.clear()
         self.state = SyncState.AWAITING_SNAPSHOT
         self.epoch += 1
         self._buffer.clear()
         if request:
-            self.counters.resyncs += 1
             self._request(self)

@@ -19,10 +19,12 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import picows
 from picows import WSMsgType
 
 from engine.backoff import Backoff, ReconnectPolicy, SlidingWindow
+from engine.errors import WSMError
 from engine.records import ConnState
 from engine.venue import Request
 
@@ -43,7 +45,7 @@ class ShardListener(picows.WSListener):
         self.on_message = shard.session.on_message
         self.commit = shard.worker.writer.commit
         self.max_bytes = shard.worker.config.max_message_bytes
-        hb = shard.worker.heartbeat
+        hb = shard.heartbeat
         self.ping_text = hb.ping
         self.pong_text = hb.pong
         self.msgs = 0
@@ -132,6 +134,7 @@ class Shard:
         self._to_remove: list[str] = []
         self._flush_scheduled = False
         self.state = ConnState.STOPPED
+        self.heartbeat = self.worker.heartbeat
         self.backoff = Backoff(conn.policy)
         self.listener: ShardListener | None = None
         self.transport: picows.WSTransport | None = None
@@ -184,7 +187,7 @@ class Shard:
             await self.worker.budget.take()
             try:
                 await self._connect()
-            except (TimeoutError, OSError, picows.WSError) as exc:
+            except (TimeoutError, OSError, picows.WSError, aiohttp.ClientError, WSMError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.worker.report_failure(self.conn, None, self.last_error)
                 if not await self._back_off(f"connect failed: {self.last_error}"):
@@ -203,8 +206,15 @@ class Shard:
                 return
 
     async def _connect(self) -> None:
-        hb = self.worker.heartbeat
-        url = self.worker.venue.connect_url(self.conn.url or self.worker.config.ws_url)
+        worker = self.worker
+        prepared = await asyncio.wait_for(
+            worker.venue.prepare(
+                worker.http, self.conn.url or worker.config.ws_url, worker.config.rest_url
+            ),
+            worker.config.connect_timeout,
+        )
+        hb = self.heartbeat = prepared.heartbeat or worker.heartbeat
+        url = prepared.url
         transport, listener = await asyncio.wait_for(
             picows.ws_connect(
                 lambda: ShardListener(self),
@@ -233,6 +243,9 @@ class Shard:
         self.live_since = 0.0
         self._set_state(ConnState.SUBSCRIBING, "subscribing")
         sender = self._spawn(self._send_requests(transport))
+        for req in self.worker.venue.setup_requests(self.worker.next_request_id(8)):
+            self.pending[req.id] = req
+            self._queue.put_nowait(req)
         self._queue_subscribe(sorted(self.wanted))
         if not self.pending and self._queue.empty():
             self._went_live()
@@ -330,6 +343,14 @@ class Shard:
                 self._to_remove.append(n)
         self._schedule_flush()
 
+    def resubscribe(self, names: list[str]) -> None:
+        """Unsubscribe and subscribe again: WebSocket-snapshot venues send a fresh snapshot."""
+        names = [n for n in names if n in self.wanted]
+        self.active.difference_update(names)
+        if self.state in (ConnState.SUBSCRIBING, ConnState.LIVE):
+            self._queue_subscribe(names, subscribe=False)
+            self._queue_subscribe(names)
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -377,6 +398,9 @@ class Shard:
     def on_pong(self) -> None:
         if self.listener is not None:
             self.listener.pong_received()
+
+    def on_gap(self, stream: str | None, reason: int) -> None:
+        self.worker.resync(self, list(self.wanted) if stream is None else [stream], reason)
 
     # -- rollover -------------------------------------------------------------------------------
 

@@ -74,6 +74,13 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
+class Prepared(msgspec.Struct, frozen=True):
+    """Where and how to connect, decided just before each connection attempt."""
+
+    url: str
+    heartbeat: Heartbeat | None = None  # overrides the spec's (e.g. from a token response)
+
+
 class Instrument(msgspec.Struct, frozen=True):
     venue_symbol: str
     base: str
@@ -163,6 +170,10 @@ class SessionEvents(Protocol):
     def on_parse_error(self, channel: str, detail: str) -> None: ...
     def on_notice(self, kind: str, message: str) -> None: ...
     def on_pong(self) -> None: ...
+    def on_gap(self, stream: str | None, reason: int) -> None:
+        """Data was lost for `stream` (None: every stream of this connection, e.g. a gap in a
+        connection-wide sequence): the engine writes GAP records and resubscribes."""
+        ...
 
 
 class Session(Protocol):
@@ -186,6 +197,16 @@ class Venue(ABC):
 
     @abstractmethod
     def connect_url(self, ws_url: str) -> str: ...
+
+    async def prepare(self, http: Any, ws_url: str, rest_url: str) -> Prepared:
+        """Called before every connection attempt with an aiohttp session (KuCoin fetches a
+        connect token here). Must not keep state between calls."""
+        return Prepared(self.connect_url(ws_url))
+
+    def setup_requests(self, first_id: int) -> list[Request]:
+        """Sent on every new connection before the subscriptions (e.g. a keep-alive
+        channel). Acked like subscriptions; the connection is live once all are acked."""
+        return []
 
     @abstractmethod
     def requests(self, streams: Sequence[str], first_id: int, *, subscribe: bool) -> list[Request]:

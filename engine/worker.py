@@ -309,8 +309,41 @@ class Worker:
 
     # -- REST snapshots -----------------------------------------------------------------------
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.http_timeout)
+            )
+        return self._http
+
+    def resync(self, shard: Shard, names: list[str], reason: int) -> None:
+        """Data was lost on `shard` for `names`: GAP records, then a fresh start for each."""
+        now = time.time_ns()
+        for name in names:
+            stream = self.routes.get(name)
+            if stream is not None and stream.book is not None:
+                stream.book.invalidate(GapReason(reason), now, request=False)
+        self.writer.commit()
+        rules = self.venue.book_rules
+        if rules is not None and rules.snapshot_from_rest:
+            for name in names:
+                stream = self.routes.get(name)
+                if stream is not None and stream.book is not None and name in shard.active:
+                    stream.book.start()
+        else:
+            shard.resubscribe(names)
+
     def request_snapshot(self, stream: Stream) -> None:
-        if stream.name in self._fetching or stream.book is None:
+        if stream.book is None:
+            return
+        rules = self.venue.book_rules
+        if rules is not None and not rules.snapshot_from_rest:
+            carrier = self.carriers.get(stream.name)
+            if carrier is not None:
+                carrier.resubscribe([stream.name])  # the venue sends a snapshot with it
+            return
+        if stream.name in self._fetching:
             return
         self._fetching.add(stream.name)
         self._spawn(self._fetch_snapshot(stream, stream.book.epoch))
@@ -349,11 +382,7 @@ class Worker:
             self._fetching.discard(stream.name)
 
     async def _get(self, url: str) -> bytes:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.http_timeout)
-            )
-        async with self._http.get(url) as resp:
+        async with self.http.get(url) as resp:
             body = await resp.read()
             if resp.status != 200:
                 raise WSMError(f"HTTP {resp.status}: {body[:200]!r}")
