@@ -13,11 +13,13 @@ import re
 import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from uuid import UUID
 
 import msgspec
 from msgspec import Meta
 
 from engine.backoff import ReconnectPolicy
+from engine.db.session import DatabaseConfig
 from engine.errors import ConfigError
 
 # WSM_ variables that are not configuration keys.
@@ -70,12 +72,10 @@ class ApiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     port: Annotated[int, Meta(ge=0, le=65535)] = 8765
 
 
-class DatabaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: str | None = None  # None: the embedded Postgres
-
-
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     instance: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "default"
+    # owner (platform user id) of what the engine itself creates: config and API-less use
+    owner: UUID = UUID(int=0)
     ring_capacity: Annotated[int, Meta(gt=0)] = 1 << 20
     stats_interval: Annotated[float, Meta(gt=0)] = 1.0
     worker_restart_delay: Annotated[float, Meta(ge=0)] = 0.5

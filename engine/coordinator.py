@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import msgspec
@@ -31,6 +32,7 @@ from engine.errors import (
     UnknownSymbol,
     WSMError,
 )
+from engine.persist import Persistence
 from engine.protocol import (
     Close,
     Command,
@@ -79,6 +81,7 @@ HISTORY = 600  # per-connection samples kept for charts (one per stats interval)
 
 class ConnectionInfo(msgspec.Struct, kw_only=True):
     id: str
+    name: str
     exchange: str
     url: str | None
     state: str
@@ -90,6 +93,7 @@ class ConnectionInfo(msgspec.Struct, kw_only=True):
     last_error: str
     reconnect: ReconnectPolicy
     owner: str | None = None
+    row_id: str | None = None  # its row in Postgres, when persisted
 
 
 class SubscriptionInfo(msgspec.Struct, kw_only=True):
@@ -147,6 +151,7 @@ class _Conn:
         self,
         exchange: str,
         conn_id: str,
+        name: str,
         number: int,
         url: str | None,
         policy: ReconnectPolicy,
@@ -154,6 +159,7 @@ class _Conn:
     ) -> None:
         self.exchange = exchange
         self.id = conn_id
+        self.name = name
         self.number = number
         self.url = url
         self.policy = policy
@@ -329,9 +335,9 @@ class Exchange:
                 self.process.kill()
                 self.process.join(5.0)
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            # the worker's last events (its connections stopping) are still in the pipe
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._supervisor, 5.0)
         if self.pipe is not None:
             self.pipe.close()
         if self.ring is not None:
@@ -371,12 +377,51 @@ class Coordinator:
         self._sub_ids = itertools.count(1)
         self._http: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
+        self.persist: Persistence | None = None
         self.started = False
 
     async def start(self) -> None:
         self._registry = SymbolRegistry.create(self.config.instance)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        if self.config.database.enabled:
+            try:
+                self.persist = await Persistence.open(self.config.database, owner=self.config.owner)
+            except BaseException:
+                await self._http.close()
+                self._registry.close()
+                self._registry = None
+                raise
         self.started = True
+
+    async def restore(self) -> int:
+        """Bring back the connections and subscriptions stored before the last stop."""
+        if self.persist is None:
+            return 0
+        restored = 0
+        for desired in await self.persist.restore():
+            c = desired.connection
+            conn_id = c.name if c.owner == self.config.owner else str(c.id)
+            if conn_id in self.conns:
+                continue
+            await self.connect(
+                c.exchange,
+                conn_id,
+                url=c.url,
+                policy=c.reconnect,
+                owner=str(c.owner),
+                name=c.name,
+                row_id=c.id,
+            )
+            for s in desired.subscriptions:
+                await self.subscribe(
+                    conn_id,
+                    s.channel,
+                    list(s.symbols),
+                    list(s.kinds) if s.kinds else None,
+                    row_id=s.id,
+                )
+            restored += 1
+        return restored
 
     async def stop(self) -> None:
         for ex in list(self.exchanges.values()):
@@ -384,6 +429,9 @@ class Coordinator:
         self.exchanges.clear()
         if self._http is not None:
             await self._http.close()
+        if self.persist is not None:
+            await self.persist.close()
+            self.persist = None
         if self._registry is not None:
             self._registry.close()
             self._registry = None
@@ -419,15 +467,30 @@ class Coordinator:
         url: str | None = None,
         policy: ReconnectPolicy | None = None,
         owner: str | None = None,
+        name: str | None = None,
+        row_id: UUID | None = None,
     ) -> ConnectionInfo:
+        """Open a connection. `row_id`: it was restored from that database row."""
         if conn_id in self.conns:
             raise AlreadyExists("connection", conn_id)
         if not conn_id or len(conn_id) > 128:
             raise ConfigError("connection_id", "must be 1 to 128 characters")
         ex = await self.exchange(exchange)
-        conn = _Conn(
-            exchange, conn_id, next(self._numbers), url, policy or ReconnectPolicy(), owner
-        )
+        policy = policy or ReconnectPolicy()
+        name = name or conn_id
+        if self.persist is not None:
+            if row_id is None:
+                row_id = await self.persist.connection_created(
+                    conn_id,
+                    exchange=exchange,
+                    name=name,
+                    url=url,
+                    policy=policy,
+                    owner=UUID(owner) if owner else None,
+                )
+            else:
+                self.persist.adopt(conn_id, row_id)
+        conn = _Conn(exchange, conn_id, name, next(self._numbers), url, policy, owner)
         self.conns[conn_id] = conn
         ex.send(Open(conn_id, conn.number, url, conn.policy))
         return self.connection_info(conn)
@@ -444,6 +507,8 @@ class Coordinator:
             del self.subs[sub.id]
         del self.conns[conn_id]
         self.exchanges[conn.exchange].send(Close(conn_id))
+        if self.persist is not None:
+            await self.persist.connection_deleted(conn_id)
 
     async def reconnect(self, conn_id: str) -> None:
         conn = self._conn(conn_id)
@@ -454,7 +519,13 @@ class Coordinator:
         self.exchanges[conn.exchange].send(Rollover(conn_id))
 
     async def subscribe(
-        self, conn_id: str, channel: str, symbols: list[str], kinds: list[str] | None = None
+        self,
+        conn_id: str,
+        channel: str,
+        symbols: list[str],
+        kinds: list[str] | None = None,
+        *,
+        row_id: UUID | None = None,
     ) -> SubscriptionInfo:
         conn = self._conn(conn_id)
         ex = self.exchanges[conn.exchange]
@@ -488,6 +559,17 @@ class Coordinator:
             )
         streams = [ex.venue.stream_name(ch, i.venue_symbol) for i in instruments]
         sub = _Sub(f"sub-{next(self._sub_ids)}", conn, ch.name, instruments, kinds, streams)
+        if self.persist is not None:
+            if row_id is None:
+                await self.persist.subscription_created(
+                    conn_id,
+                    sub.id,
+                    channel=ch.name,
+                    symbols=[i.symbol for i in instruments],
+                    kinds=kinds,
+                )
+            else:
+                self.persist.adopt_subscription(sub.id, row_id)
         self.subs[sub.id] = sub
         self._push_streams(conn)
         return self.subscription_info(sub)
@@ -497,6 +579,8 @@ class Coordinator:
         if sub is None:
             raise NotFound("subscription", sub_id)
         self._push_streams(sub.conn)
+        if self.persist is not None:
+            await self.persist.subscription_removed(sub_id)
         info = self.subscription_info(sub)
         info.status = "removed"
         return info
@@ -542,12 +626,17 @@ class Coordinator:
                 if sub.conn.id == event.conn and event.stream in sub.streams:
                     sub.streams[event.stream] = event.status
                     sub.reasons[event.stream] = event.reason
+                    if self.persist is not None:
+                        info = self.subscription_info(sub)
+                        self.persist.subscription_state(sub.id, info.status, info.reason)
         elif isinstance(event, Stats):
             self._on_stats(event)
         elif isinstance(event, Failure):
             conn = self.conns.get(event.conn)
             if conn is not None:
                 conn.last_error = event.message
+        if self.persist is not None:
+            self.persist.on_event(event)
         for listener in self.listeners:
             listener(ex.name, event)
 
@@ -598,8 +687,11 @@ class Coordinator:
 
     def connection_info(self, conn: _Conn) -> ConnectionInfo:
         st = conn.stats
+        row = self.persist.db_ids.get(conn.id) if self.persist is not None else None
         return ConnectionInfo(
             id=conn.id,
+            name=conn.name,
+            row_id=None if row is None else str(row),
             exchange=conn.exchange,
             url=conn.url,
             state=conn.state.name.lower(),

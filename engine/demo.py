@@ -94,7 +94,12 @@ async def run_demo(
             proc, info = await _start_simulator(ex, rate)
             procs.append(proc)
             sims[ex] = info
-        async with WebSocketManager(demo_config(instance, sims)) as manager:
+        config = demo_config(instance, sims)
+        async with WebSocketManager(config) as manager:
+            wanted = {c.id for c in config.connections}
+            for c in manager.connections():  # restored from an earlier demo with other venues
+                if c.id not in wanted:
+                    await manager.disconnect(c.exchange, c.id)
             for ex in exchanges:
                 await manager.wait_for(f"{ex}-demo", timeout=30)
             print(

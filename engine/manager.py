@@ -33,8 +33,13 @@ class WebSocketManager:
         self.coordinator = Coordinator(self.config)
 
     async def start(self) -> WebSocketManager:
+        """Start the coordinator, restore what was stored, then open configured connections
+        that are not there yet."""
         await self.coordinator.start()
+        await self.coordinator.restore()
         for c in self.config.connections:
+            if c.id in self.coordinator.conns:
+                continue
             await self.connect_to_exchange(c.exchange, c.id, url=c.url, reconnect=c.reconnect)
             for s in c.subscriptions:
                 await self.subscribe(

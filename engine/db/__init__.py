@@ -5,6 +5,7 @@ Start-up: `url = resolve_database_url(config.url)`, `await migrate(url)`,
 `pool = await create_pool(url)`, then `StateStore(pool)` and `MetricsWriter(pool)`.
 """
 
+from engine.backoff import ReconnectPolicy
 from engine.db.batch import BatchOutcome
 from engine.db.embedded import EmbeddedPostgres, default_data_dir, resolve_database_url
 from engine.db.metrics import MetricRow, MetricsWriter, MetricsWriterConfig, MetricsWriterStats
@@ -24,7 +25,6 @@ from engine.db.store import (
     EventRow,
     NewConnection,
     NewSubscription,
-    ReconnectPolicy,
     StateStore,
     StateUpdate,
     SubscriptionRow,

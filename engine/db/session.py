@@ -38,6 +38,8 @@ _SET_IDENTITY: Final = (
 class DatabaseConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Where Postgres is and how the pool uses it."""
 
+    # False: no persistence at all (nothing stored, nothing restored)
+    enabled: bool = True
     # None: WSM_DATABASE_URL, else the embedded server (engine.db.embedded)
     url: str | None = None
     min_connections: Annotated[int, Meta(ge=0)] = 1
@@ -51,7 +53,8 @@ class DatabaseConfig(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     def __repr__(self) -> str:  # the URL may carry a password
         url = None if self.url is None else redact_url(self.url)
         return (
-            f"DatabaseConfig(url={url!r}, min_connections={self.min_connections}, "
+            f"DatabaseConfig(enabled={self.enabled}, url={url!r}, "
+            f"min_connections={self.min_connections}, "
             f"max_connections={self.max_connections}, connect_timeout={self.connect_timeout}, "
             f"command_timeout={self.command_timeout}, "
             f"statement_cache_size={self.statement_cache_size})"

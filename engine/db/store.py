@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 import asyncpg
 import msgspec
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import UNSET, UnsetType
 
+from engine.backoff import ReconnectPolicy
 from engine.db.batch import BatchOutcome, insert_batch
 from engine.db.session import engine_tx
 from engine.errors import AlreadyExists, DatabaseError, NotFound
@@ -26,17 +27,6 @@ if TYPE_CHECKING:
 DesiredState = Literal["connected", "disconnected"]
 SubscriptionState = Literal["pending", "active", "rejected", "removed"]
 EventKind = Literal["state", "error"]
-
-
-class ReconnectPolicy(msgspec.Struct, kw_only=True, frozen=True):
-    """How the coordinator reconnects a connection. Unknown keys in stored rows are ignored."""
-
-    auto: bool = True
-    max_attempts: Annotated[int, Meta(ge=0)] = 0  # 0: no limit
-    delay: Annotated[float, Meta(ge=0)] = 1.0  # seconds, first backoff
-    max_delay: Annotated[float, Meta(ge=0)] = 60.0
-    exponential_backoff: bool = True
-    reset_after: Annotated[float, Meta(ge=0)] = 60.0  # seconds of stable life that reset attempts
 
 
 class NewConnection(msgspec.Struct, kw_only=True, frozen=True):

@@ -7,6 +7,7 @@ import pytest
 
 from engine.backoff import ReconnectPolicy
 from engine.config import EngineConfig, ExchangeConfig
+from engine.db import DatabaseConfig
 from engine.manager import WebSocketManager
 from engine.protocol import Event
 from engine.records import Record
@@ -17,7 +18,14 @@ from tests.e2e.harness import CASES, SimProc, VenueCase, until
 FAST = ReconnectPolicy(delay=0.05, max_delay=0.3, max_attempts=0, reset_after=1.0)
 
 
-def engine_config(instance: str, case: VenueCase, sim: SimProc, **overrides: Any) -> EngineConfig:
+def engine_config(
+    instance: str,
+    case: VenueCase,
+    sim: SimProc,
+    *,
+    database: DatabaseConfig | None = None,
+    **overrides: Any,
+) -> EngineConfig:
     exchange = {
         "ws_url": sim.ws_url,
         "rest_url": sim.rest_url,
@@ -32,6 +40,8 @@ def engine_config(instance: str, case: VenueCase, sim: SimProc, **overrides: Any
         worker_restart_delay=0.1,
         rollover_overlap=0.3,
         exchanges={case.exchange: ExchangeConfig(**exchange)},
+        # persistence only where a test is about it (tests/e2e/test_persistence.py)
+        database=database or DatabaseConfig(enabled=False),
     )
 
 

@@ -58,6 +58,8 @@ def test_run_and_status(simulator: dict[str, str], instance: str, tmp_path: Path
     config.write_text(f"""
 instance = "{instance}"
 stats_interval = 0.2
+[database]
+enabled = false
 [exchanges.binance]
 ws_url = "{simulator["ws_url"]}"
 rest_url = "{simulator["rest_url"]}"
@@ -129,13 +131,16 @@ def test_status_without_an_engine(instance: str) -> None:
     assert f"no engine is running as instance {instance!r}" in done.stderr
 
 
-def test_the_demo_runs_and_cleans_up(instance: str) -> None:
+def test_the_demo_runs_and_cleans_up(instance: str, tmp_path: Path) -> None:
+    # the demo's embedded Postgres lives under the user's data folder: a fresh one here
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path)}
+    env.pop("WSM_DATABASE_URL", None)
     done = subprocess.run(
         [*WSM, "demo", "--instance", instance, "--duration", "3"],
         capture_output=True,
         text=True,
-        timeout=120,
-        env={**os.environ},
+        timeout=180,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert "WSM demo is running" in done.stdout
