@@ -57,7 +57,7 @@ from engine.registry import load_venue
 from engine.ring import Ring
 from engine.streams import kind_bit
 from engine.symbols import SymbolRegistry
-from engine.venue import Instrument, Venue
+from engine.venue import Channel, Instrument, Venue
 from engine.worker import WorkerConfig, worker_main
 
 KINDS = {
@@ -164,6 +164,7 @@ class _Conn:
         self.url = url
         self.policy = policy
         self.owner = owner
+        self.paused = False  # disconnected on request: kept, not connected
         self.state = ConnState.CONNECTING
         self.shard_states: dict[int, ConnState] = {}
         self.created_at = time.time()
@@ -411,6 +412,7 @@ class Coordinator:
                 owner=str(c.owner),
                 name=c.name,
                 row_id=c.id,
+                paused=c.desired_state == "disconnected",
             )
             for s in desired.subscriptions:
                 await self.subscribe(
@@ -469,8 +471,10 @@ class Coordinator:
         owner: str | None = None,
         name: str | None = None,
         row_id: UUID | None = None,
+        paused: bool = False,
     ) -> ConnectionInfo:
-        """Open a connection. `row_id`: it was restored from that database row."""
+        """Open a connection (`paused`: define it without connecting). `row_id`: it was
+        restored from that database row."""
         if conn_id in self.conns:
             raise AlreadyExists("connection", conn_id)
         if not conn_id or len(conn_id) > 128:
@@ -492,7 +496,32 @@ class Coordinator:
                 self.persist.adopt(conn_id, row_id)
         conn = _Conn(exchange, conn_id, name, next(self._numbers), url, policy, owner)
         self.conns[conn_id] = conn
-        ex.send(Open(conn_id, conn.number, url, conn.policy))
+        if paused:
+            conn.paused, conn.state = True, ConnState.STOPPED
+        else:
+            ex.send(Open(conn_id, conn.number, url, conn.policy))
+        return self.connection_info(conn)
+
+    async def pause(self, conn_id: str) -> ConnectionInfo:
+        """Disconnect but keep the connection and its subscriptions (`resume` reconnects)."""
+        conn = self._conn(conn_id)
+        if not conn.paused:
+            conn.paused = True
+            self.exchanges[conn.exchange].send(Close(conn_id))
+            conn.state, conn.live_since, conn.shard_states = ConnState.STOPPED, None, {}
+            if self.persist is not None:
+                await self.persist.set_desired(conn_id, "disconnected")
+        return self.connection_info(conn)
+
+    async def resume(self, conn_id: str) -> ConnectionInfo:
+        conn = self._conn(conn_id)
+        if conn.paused:
+            conn.paused, conn.state = False, ConnState.CONNECTING
+            ex = self.exchanges[conn.exchange]
+            ex.send(Open(conn_id, conn.number, conn.url, conn.policy))
+            ex.send(SetStreams(conn.id, self._specs(conn, ex)))
+            if self.persist is not None:
+                await self.persist.set_desired(conn_id, "connected")
         return self.connection_info(conn)
 
     def _conn(self, conn_id: str) -> _Conn:
@@ -518,6 +547,32 @@ class Coordinator:
         conn = self._conn(conn_id)
         self.exchanges[conn.exchange].send(Rollover(conn_id))
 
+    def validate(
+        self, exchange: str, channel: str, symbols: list[str], kinds: list[str] | None
+    ) -> tuple[Channel, list[Instrument]]:
+        """Check a subscription request (the exchange must be running); raises an error naming
+        the bad channel, symbol or kind."""
+        ex = self.exchanges.get(exchange)
+        if ex is None:
+            raise NotFound("running exchange", exchange)
+        ch = ex.venue.spec.channel(channel)
+        if ch is None:
+            known = tuple(c.name for c in ex.venue.spec.channels)
+            raise UnknownChannel(exchange, channel, known)
+        if not symbols:
+            raise ConfigError("symbols", "at least one symbol is required")
+        for kind in kinds or ():
+            if kind not in KINDS:
+                raise ConfigError("kinds", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        mask = ALL if kinds is None else sum(KINDS[k] for k in kinds)
+        if not mask & channel_bits(ch.kind):
+            raise ConfigError(
+                "kinds",
+                f"channel {ch.name} carries {ch.kind.name.lower()} records, which "
+                f"kinds {kinds} leave out: nothing would be subscribed",
+            )
+        return ch, [ex.resolve(s) for s in symbols]
+
     async def subscribe(
         self,
         conn_id: str,
@@ -529,16 +584,7 @@ class Coordinator:
     ) -> SubscriptionInfo:
         conn = self._conn(conn_id)
         ex = self.exchanges[conn.exchange]
-        ch = ex.venue.spec.channel(channel)
-        if ch is None:
-            known = tuple(c.name for c in ex.venue.spec.channels)
-            raise UnknownChannel(conn.exchange, channel, known)
-        if not symbols:
-            raise ConfigError("symbols", "at least one symbol is required")
-        for kind in kinds or ():
-            if kind not in KINDS:
-                raise ConfigError("kinds", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
-        instruments = [ex.resolve(s) for s in symbols]
+        ch, instruments = self.validate(conn.exchange, channel, symbols, kinds)
         for inst in instruments:
             self.registry.add(
                 exchange_id=ex.venue.spec.exchange_id,
@@ -549,13 +595,6 @@ class Coordinator:
                 base=inst.base,
                 quote=inst.quote,
                 market=inst.market,
-            )
-        mask = ALL if kinds is None else sum(KINDS[k] for k in kinds)
-        if not mask & channel_bits(ch.kind):
-            raise ConfigError(
-                "kinds",
-                f"channel {ch.name} carries {ch.kind.name.lower()} records, which "
-                f"kinds {kinds} leave out: nothing would be subscribed",
             )
         streams = [ex.venue.stream_name(ch, i.venue_symbol) for i in instruments]
         sub = _Sub(f"sub-{next(self._sub_ids)}", conn, ch.name, instruments, kinds, streams)
@@ -586,6 +625,8 @@ class Coordinator:
         return info
 
     def _push_streams(self, conn: _Conn) -> None:
+        if conn.paused:
+            return  # sent on resume
         ex = self.exchanges[conn.exchange]
         ex.send(SetStreams(conn.id, self._specs(conn, ex)))
 
@@ -610,8 +651,9 @@ class Coordinator:
     def replay(self, ex: Exchange) -> None:
         """A restarted worker: tell it every connection and stream again."""
         for conn in self.conns_of(ex.name):
-            ex.send(Open(conn.id, conn.number, conn.url, conn.policy))
-            ex.send(SetStreams(conn.id, self._specs(conn, ex)))
+            if not conn.paused:
+                ex.send(Open(conn.id, conn.number, conn.url, conn.policy))
+                ex.send(SetStreams(conn.id, self._specs(conn, ex)))
 
     def conns_of(self, exchange: str) -> list[_Conn]:
         return [c for c in self.conns.values() if c.exchange == exchange]
@@ -642,7 +684,7 @@ class Coordinator:
 
     def _on_state(self, event: StateChanged) -> None:
         conn = self.conns.get(event.conn)
-        if conn is None:
+        if conn is None or conn.paused:
             return
         if event.state == ConnState.STOPPED and event.reason == "rolled over":
             return

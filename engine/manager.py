@@ -126,6 +126,16 @@ class WebSocketManager:
         self._check(exchange, connection_id)
         await self.coordinator.disconnect(connection_id)
 
+    async def pause(self, exchange: str, connection_id: str) -> ConnectionInfo:
+        """Disconnect but keep the connection and its subscriptions."""
+        self._check(exchange, connection_id)
+        return await self.coordinator.pause(connection_id)
+
+    async def resume(self, exchange: str, connection_id: str) -> ConnectionInfo:
+        """Reconnect a paused connection and restore its subscriptions."""
+        self._check(exchange, connection_id)
+        return await self.coordinator.resume(connection_id)
+
     async def reconnect(self, exchange: str, connection_id: str) -> None:
         self._check(exchange, connection_id)
         await self.coordinator.reconnect(connection_id)

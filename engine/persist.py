@@ -170,9 +170,8 @@ class Persistence:
             await self.store.update_subscription(row_id, state="removed")
 
     async def restore(self) -> list[DesiredConnection]:
-        return [
-            d for d in await self.store.load_desired() if d.connection.desired_state == "connected"
-        ]
+        """Every stored connection (a `disconnected` one comes back paused)."""
+        return await self.store.load_desired()
 
     # -- current state, events, metrics ---------------------------------------------------
 

@@ -122,3 +122,31 @@ async def test_database_outage_keeps_metrics_and_writes_them_once(
         assert final.dropped == 0 and final.rejected == 0
     finally:
         await proxy.close()
+
+
+async def test_a_paused_connection_stays_paused_across_a_restart(
+    instance: str, case: VenueCase, sim: SimProc, fresh_database: str
+) -> None:
+    from engine.db import migrate
+
+    await migrate(fresh_database)
+    cfg = engine_config(instance, case, sim, database=DatabaseConfig(url=fresh_database))
+    async with WebSocketManager(cfg) as first:
+        await first.connect_to_exchange(case.exchange, "p", reconnect=FAST)
+        await first.subscribe(
+            case.exchange, "p", channel=case.trade_channel, symbols=[case.symbols[0]]
+        )
+        await first.wait_for("p", timeout=30)
+        info = await first.pause(case.exchange, "p")
+        assert info.state == "stopped"
+
+        async def no_subscriptions_left() -> bool:
+            return sum(len(s) for s in (await sim.stats())["subscriptions"]) == 0
+
+        await until(no_subscriptions_left, 10, "the venue connection to close")
+    async with WebSocketManager(cfg) as second:
+        (conn,) = second.connections()
+        assert conn.state == "stopped", "restored paused"
+        assert len(second.subscriptions("p")) == 1
+        await second.resume(case.exchange, "p")
+        await second.wait_for("p", timeout=30)
