@@ -20,6 +20,7 @@ superseded (its readers move to the new one) and the new one continues its seque
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import struct
 import time
@@ -78,9 +79,7 @@ def default_backend() -> ModuleType:
         raise RingError(f"WSM_RING_BACKEND must be auto, c or python, not {choice!r}")
     if choice != "python":
         try:
-            from engine import _ring  # type: ignore[attr-defined]
-
-            return _ring  # type: ignore[no-any-return]
+            return importlib.import_module("engine._ring")
         except ImportError as exc:
             if choice == "c":
                 raise RingError(f"the compiled ring helper engine._ring is missing: {exc}") from exc
@@ -102,9 +101,7 @@ def _backend(backend: ModuleType | str | None) -> ModuleType:
             from engine import _ringpy
 
             return _ringpy
-        from engine import _ring  # type: ignore[attr-defined]
-
-        return _ring  # type: ignore[no-any-return]
+        return importlib.import_module("engine._ring")
     return backend
 
 
