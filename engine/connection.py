@@ -25,7 +25,7 @@ from picows import WSMsgType
 
 from engine.backoff import Backoff, ReconnectPolicy, SlidingWindow
 from engine.errors import WSMError
-from engine.records import ConnState
+from engine.records import ConnState, worst_state
 from engine.venue import Request
 
 if TYPE_CHECKING:
@@ -500,17 +500,4 @@ class Connection:
 
     @property
     def state(self) -> ConnState:
-        if not self.shards:
-            return ConnState.STOPPED
-        order = (
-            ConnState.FAILED,
-            ConnState.BACKOFF,
-            ConnState.STALE,
-            ConnState.CLOSED,
-            ConnState.CONNECTING,
-            ConnState.SUBSCRIBING,
-            ConnState.STOPPED,
-            ConnState.LIVE,
-        )
-        states = {s.state for s in self.shards}
-        return next(s for s in order if s in states)
+        return worst_state(s.state for s in self.shards)

@@ -52,7 +52,7 @@ from engine.protocol import (
     StreamStatus,
     decode_event,
 )
-from engine.records import ConnState, Kind
+from engine.records import ConnState, Kind, worst_state
 from engine.registry import load_venue
 from engine.ring import Ring
 from engine.streams import kind_bit
@@ -689,18 +689,7 @@ class Coordinator:
         if event.state == ConnState.STOPPED and event.reason == "rolled over":
             return
         conn.shard_states[event.shard] = ConnState(event.state)
-        order = (
-            ConnState.FAILED,
-            ConnState.BACKOFF,
-            ConnState.STALE,
-            ConnState.CLOSED,
-            ConnState.CONNECTING,
-            ConnState.SUBSCRIBING,
-            ConnState.STOPPED,
-            ConnState.LIVE,
-        )
-        states = set(conn.shard_states.values())
-        state = next(s for s in order if s in states)
+        state = worst_state(conn.shard_states.values())
         if state == ConnState.LIVE and conn.state != ConnState.LIVE:
             conn.live_since = time.time()
         elif state != ConnState.LIVE:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Final
 
@@ -97,6 +98,24 @@ class ConnState(enum.IntEnum):
     BACKOFF = 6
     FAILED = 7
     STOPPED = 8
+
+
+# How a connection of several sockets reads: its worst socket decides.
+_SEVERITY = (
+    ConnState.FAILED,
+    ConnState.BACKOFF,
+    ConnState.STALE,
+    ConnState.CLOSED,
+    ConnState.CONNECTING,
+    ConnState.SUBSCRIBING,
+    ConnState.STOPPED,
+    ConnState.LIVE,
+)
+
+
+def worst_state(states: Iterable[ConnState]) -> ConnState:
+    present = set(states)
+    return next((s for s in _SEVERITY if s in present), ConnState.STOPPED)
 
 
 # The NumPy view of a batch. `ask_price`/`ask_size` overlay `ref`/`aux`/`extra`.
