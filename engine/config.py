@@ -50,6 +50,7 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     streams_per_connection: Annotated[int, Meta(gt=0)] | None = None
     budget: Annotated[int, Meta(gt=0)] | None = None  # connects + snapshots: bucket size
     budget_per_second: Annotated[float, Meta(gt=0)] | None = None
+    audit_interval: Annotated[float, Meta(gt=0)] | None = None  # seconds between listings
 
 
 class SubscriptionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

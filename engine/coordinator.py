@@ -131,6 +131,7 @@ class ConnectionMetrics(msgspec.Struct, kw_only=True):
     resyncs: int
     reconnects: int
     rollovers: int
+    audit_repairs: int
     last_message_age_s: float | None
     latency_p50_us: float | None
     latency_p99_us: float | None
@@ -247,6 +248,8 @@ class Exchange:
         extra: dict[str, Any] = {}
         if cfg.max_message_bytes is not None:
             extra["max_message_bytes"] = cfg.max_message_bytes
+        if cfg.audit_interval is not None:
+            extra["audit_interval"] = cfg.audit_interval
         return WorkerConfig(
             exchange=self.name,
             instance=self.coord.config.instance,
@@ -795,6 +798,7 @@ class Coordinator:
             resyncs=st.resyncs,
             reconnects=st.reconnects,
             rollovers=st.rollovers,
+            audit_repairs=st.audit_repairs,
             last_message_age_s=(now_ns - st.last_msg_ns) / 1e9 if st.last_msg_ns else None,
             latency_p50_us=st.latency_p50_us,
             latency_p99_us=st.latency_p99_us,

@@ -102,6 +102,7 @@ class ConnStats(msgspec.Struct):
     resyncs: int = 0
     reconnects: int = 0
     rollovers: int = 0
+    audit_repairs: int = 0  # subscriptions the venue had dropped silently, restored
     last_msg_ns: int = 0
     latency_p50_us: float | None = None
     latency_p99_us: float | None = None

@@ -61,6 +61,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     http_timeout: Annotated[float, Meta(gt=0)] = 10.0
     stats_interval: Annotated[float, Meta(gt=0)] = 1.0
     rollover_overlap: Annotated[float, Meta(ge=0)] = 1.0
+    # ask the venue for its list of our subscriptions this often (where it can tell)
+    audit_interval: Annotated[float, Meta(gt=0)] = 300.0
 
 
 class Worker:
@@ -411,6 +413,7 @@ class Worker:
             st.msgs_out += shard.msgs_out
             st.bytes_out += shard.bytes_out
             st.reconnects += shard.reconnects
+            st.audit_repairs += shard.audit_repairs
             for ch, n in shard.parse_errors.items():
                 st.parse_errors[ch] = st.parse_errors.get(ch, 0) + n
             if shard.listener is not None:
