@@ -88,6 +88,9 @@ class ApiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     max_page_size: Annotated[int, Meta(gt=0, le=10_000)] = 1000
     # a connection's URL override must be on one of these hosts (besides the exchange's own)
     allowed_url_hosts: list[str] = []
+    max_connections_per_user: Annotated[int, Meta(gt=0)] = 20
+    # exchanges users may open connections to (empty: every installed adapter)
+    exchanges: list[str] = []
     # static bearer token that may read /metrics (Prometheus); user tokens may too
     metrics_token: Annotated[str, Meta(min_length=16)] | None = None
     live_interval: Annotated[float, Meta(gt=0)] = 1.0  # dashboard snapshot period

@@ -32,7 +32,7 @@ from engine.db.store import (
     StateStore,
     StateUpdate,
 )
-from engine.errors import DatabaseError, is_retryable
+from engine.errors import DatabaseError, NotFound, is_retryable
 from engine.protocol import Event, Failure, StateChanged, Stats
 from engine.records import ConnState
 
@@ -173,7 +173,8 @@ class Persistence:
         if row_id is not None:
             self._removed.add(row_id)  # a state update still queued must not revive it
             self._sub_states.pop(row_id, None)
-            await self.store.update_subscription(row_id, state="removed")
+            with contextlib.suppress(NotFound):  # its user deleted the row already
+                await self.store.update_subscription(row_id, state="removed")
 
     async def restore(self) -> list[DesiredConnection]:
         """Every stored connection (a `disconnected` one comes back paused)."""
@@ -276,7 +277,8 @@ class Persistence:
                     self._events.popleft()
             for row_id, (state, reason) in sub_states.items():
                 if row_id not in self._removed:
-                    await self.store.update_subscription(row_id, state=state, reason=reason)  # type: ignore[arg-type]
+                    with contextlib.suppress(NotFound):  # deleted meanwhile (with its connection)
+                        await self.store.update_subscription(row_id, state=state, reason=reason)  # type: ignore[arg-type]
         except (DatabaseError, OSError, TimeoutError) as exc:
             return self._failed(exc, sub_states)
         except Exception as exc:
