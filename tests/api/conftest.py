@@ -23,7 +23,7 @@ from engine.manager import WebSocketManager
 from tests.db.helpers import create_database, drop_database
 from tests.e2e.harness import SimProc, until
 
-SECRET = "test-secret-" + "k" * 40
+SECRET = "test-secret-" + "k" * 60
 PROXY = "127.0.0.9"  # the trusted proxy's address (any 127/8 address reaches loopback)
 SCRAPE = "scrape-token-0123456789"
 
