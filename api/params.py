@@ -23,7 +23,7 @@ def uuid_path(request: Request, what: str, name: str = "id") -> UUID:
 
 def uuid_query(request: Request, name: str, *, required: bool = True) -> UUID | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         if required:
             raise bad_request(f"{name} is required", name)
         return None
@@ -46,7 +46,7 @@ def limit(request: Request) -> int:
 def timestamp(request: Request, name: str) -> datetime | None:
     """ISO 8601 (a naive one is UTC) or seconds since the epoch."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         value = float(raw)
@@ -65,7 +65,7 @@ def timestamp(request: Request, name: str) -> datetime | None:
 
 def positive_float(request: Request, name: str, *, low: float, high: float) -> float | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         value = float(raw)
@@ -78,7 +78,7 @@ def positive_float(request: Request, name: str, *, low: float, high: float) -> f
 
 def choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if raw not in allowed:
         raise bad_request(f"{name} must be one of {', '.join(allowed)}", name)
@@ -95,7 +95,7 @@ def encode_cursor(*parts: object) -> str:
 
 def decode_cursor(request: Request, arity: int) -> list[str] | None:
     raw = request.query_params.get("cursor")
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
