@@ -238,8 +238,9 @@ class Exchange:
         }
         limits = msgspec.structs.replace(spec.limits, **overrides)
         extra: dict[str, Any] = {}
-        if cfg.max_message_bytes is not None:
-            extra["max_message_bytes"] = cfg.max_message_bytes
+        max_message = cfg.max_message_bytes or spec.limits.max_message_bytes
+        if max_message is not None:
+            extra["max_message_bytes"] = max_message
         return WorkerConfig(
             exchange=self.name,
             instance=self.coord.config.instance,

@@ -94,6 +94,7 @@ class Events:
         self.acks: list[tuple[int, bool, Any, str]] = []
         self.errors: list[tuple[str, str]] = []
         self.notices: list[tuple[str, str]] = []
+        self.gaps: list[tuple[str | None, int]] = []
         self.pongs = 0
 
     def on_ack(self, request_id: int, ok: bool, code: Any, message: str) -> None:
@@ -107,6 +108,9 @@ class Events:
 
     def on_pong(self) -> None:
         self.pongs += 1
+
+    def on_gap(self, stream: str | None, reason: int) -> None:
+        self.gaps.append((stream, reason))
 
 
 def frames(path: Path) -> list[bytes]:
