@@ -102,7 +102,7 @@ class CoinbaseSim:
         self.last_flush = 0.0
         self.heartbeat_counter = 1
         self.heartbeat_second = 0
-        self.lose_heartbeat = False
+        self.lose_heartbeat: set[SimClient] = set()
         self.requests = 0
         self.reject = 0
         self.subscribe_requests = 0
@@ -378,7 +378,7 @@ class CoinbaseSim:
         assert self.server is not None
         counter = self.heartbeat_counter
         self.heartbeat_counter += 1
-        lost, self.lose_heartbeat = self.lose_heartbeat, False
+        lost, self.lose_heartbeat = self.lose_heartbeat, set()
         secs, frac = divmod(now_ns, 1_000_000_000)
         current = (
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(secs))
@@ -388,7 +388,7 @@ class CoinbaseSim:
         for client in list(self.server.clients):
             if client.state.get("heartbeats"):
                 frame = self._frame(client, "heartbeats", now_ns, events)
-                if not lost:  # else it is lost on the way: its number is used up all the same
+                if client not in lost:  # else lost on the way: its number is used up all the same
                     client.send(frame)
 
     def _enforce_deadline(self, now: float) -> None:
@@ -451,12 +451,19 @@ class CoinbaseSim:
         if parts == ["trades"] and sym is not None:
             return [list(t) for t in self.trade_log[sym.venue_symbol]]
         if parts == ["heartbeat"]:
-            # skip=n: the counter jumps by n (the venue's heartbeats missed a beat);
-            # lose=1: the next heartbeat is lost on the way (its sequence_num too)
-            self.heartbeat_counter += int(query.get("skip", "0"))
-            self.lose_heartbeat = query.get("lose", "0") == "1"
-            return {"ok": True, "heartbeat_counter": self.heartbeat_counter}
+            return self._heartbeat_fault(query)
         return None
+
+    def _heartbeat_fault(self, query: dict[str, str]) -> dict[str, Any]:
+        """`skip=n`: the counter jumps by n (the venue's heartbeats missed beats).
+        `lose=1`: the next heartbeat is lost on the way, with its sequence_num; `oldest=1`: on
+        the oldest connection only."""
+        assert self.server is not None
+        self.heartbeat_counter += int(query.get("skip", "0"))
+        if query.get("lose") == "1":
+            clients = sorted(self.server.clients, key=lambda c: c.connected_at)
+            self.lose_heartbeat = set(clients[:1] if query.get("oldest") == "1" else clients)
+        return {"ok": True, "heartbeat_counter": self.heartbeat_counter}
 
     def book(self, venue_symbol: str) -> tuple[dict[int, int], dict[int, int]]:
         sym = self.symbols[venue_symbol]
