@@ -140,4 +140,5 @@ def test_the_demo_runs_and_cleans_up(instance: str) -> None:
     assert done.returncode == 0, done.stderr
     assert "WSM demo is running" in done.stdout
     assert "binance-demo: live" in done.stdout
+    assert "coinbase-demo: live" in done.stdout, "the default runs every demo exchange"
     assert shm.instance_segments(instance) == []
