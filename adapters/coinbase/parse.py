@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -60,40 +61,48 @@ class CoinbaseBookDelta(msgspec.Struct, gc=False):
     prev_id: int = -1
 
 
-_EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
-_day_ns: dict[str, int] = {}
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_second_ns: dict[str, int] = {}  # "2026-08-09T21:05:48" -> its ns: market data shares seconds
+_FRACTION: list[int] = [10 ** (9 - digits) for digits in range(10)]
 
 
 def timestamp_ns(text: str) -> int:
-    """RFC 3339 UTC time as Coinbase writes it (`2026-08-09T21:05:48.228568804Z`, any number
+    """RFC 3339 time as Coinbase writes it (`2026-08-09T21:05:48.228568804Z`, UTC, any number
     of fraction digits) in ns since the epoch; 0 when it is not one."""
     try:
-        day = _day_ns.get(text[:10])
-        if day is None:
-            day = _day(text[:10])
-        if text[-1] != "Z" or text[10] != "T":
-            return _other_timestamp_ns(text)
-        clock = int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
-        frac = text[20:-1] if text[19] == "." else ""
-        return day + clock * 1_000_000_000 + (int(frac.ljust(9, "0")[:9]) if frac else 0)
+        second = _second_ns.get(text[:19])
+        if second is None:
+            second = _second(text[:19])
+        if text[19] == "." and text[-1] == "Z":
+            fraction = text[20:-1]
+            return second + int(fraction) * _FRACTION[len(fraction)]
+        if len(text) == 20 and text[19] == "Z":
+            return second
     except (ValueError, IndexError):
+        pass
+    return _timestamp_ns_other(text)
+
+
+def _second(prefix: str) -> int:
+    if len(prefix) != 19 or prefix[10] != "T":
+        raise ValueError(prefix)
+    moment = datetime.datetime.fromisoformat(prefix).replace(tzinfo=datetime.UTC)
+    if len(_second_ns) > 4096:
+        _second_ns.clear()
+    ns = _second_ns[prefix] = (moment - _EPOCH) // datetime.timedelta(seconds=1) * 10**9
+    return ns
+
+
+def _timestamp_ns_other(text: str) -> int:
+    """Any other RFC 3339 form (an offset, more than 9 fraction digits), at microsecond
+    precision; 0 when it is not a time with a zone."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
         return 0
-
-
-def _day(date_text: str) -> int:
-    day = (datetime.date.fromisoformat(date_text).toordinal() - _EPOCH_DAY) * 86_400 * 10**9
-    if len(_day_ns) > 64:
-        _day_ns.clear()
-    _day_ns[date_text] = day
-    return day
-
-
-def _other_timestamp_ns(text: str) -> int:
-    moment = datetime.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         return 0
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-    return (moment - epoch) // datetime.timedelta(microseconds=1) * 1000
+    return (moment - _EPOCH) // datetime.timedelta(microseconds=1) * 1000
 
 
 class CoinbaseSession:
@@ -107,7 +116,7 @@ class CoinbaseSession:
         self.epoch = next(_connections) << SEQ_BITS
         self.next_seq = -1  # unknown until the first frame
         self.heartbeat = -1  # the last heartbeat_counter (-1: take the next as the baseline)
-        self._dispatch: dict[type, Any] = {
+        self._dispatch: dict[type, Callable[[Any, int], int]] = {
             CoinbaseL2Msg: self._on_l2,
             CoinbaseTradesMsg: self._on_trades,
             CoinbaseTickerMsg: self._on_ticker,
@@ -135,7 +144,7 @@ class CoinbaseSession:
         if seq != self.next_seq:
             self._sequence_break(seq)
         self.next_seq = seq + 1
-        return int(self._dispatch[type(msg)](msg, recv_ns))
+        return self._dispatch[type(msg)](msg, recv_ns)
 
     # -- continuity ---------------------------------------------------------------------------
 
