@@ -132,6 +132,8 @@ async def test_books_beyond_the_level2_cap_go_to_another_connection(instance: st
         )
         assert per_connection == [(10, 10), (30, 70)], "30 books, then a second connection"
         assert stats["violations"] == {} and manager.metrics("c1").reconnects == 0
+        cfg = manager.coordinator.exchanges["coinbase"].worker_config()
+        assert cfg.max_message_bytes == 16 << 20, "the venue's full-depth snapshots fit"
         assert all(s.status == "active" for s in manager.subscriptions("c1"))
     finally:
         await manager.stop()
