@@ -236,6 +236,33 @@ class BookSync:
             else:
                 self.counters.dropped += 1
 
+    def resnapshot(self, snap: BookSnapshot, recv_ns: int) -> None:
+        """A snapshot the venue sent on its own (WebSocket-snapshot venues, on every
+        subscription). A book that awaits one takes it as usual. A live book hands over to it
+        when it is newer (`update_id` not below the book's; e.g. the successor's snapshot in a
+        make-before-break rollover): only the levels that differ are written, as one update,
+        so readers see neither a gap nor a second snapshot. An older one is dropped."""
+        if self.state == SyncState.AWAITING_SNAPSHOT:
+            self.on_snapshot(snap, recv_ns)
+            return
+        if snap.update_id < self.last_id:
+            self.counters.dropped += 1
+            return
+        book = self.book
+        bids = _changes(book.bids, snap.bids)
+        asks = _changes(book.asks, snap.asks)
+        for price, size in bids:
+            book.set_bid(price, size)
+        for price, size in asks:
+            book.set_ask(price, size)
+        if book.crossed():
+            self.invalidate(GapReason.CROSSED_BOOK, recv_ns)
+            return
+        self.last_id = snap.update_id
+        self.state = SyncState.LIVE
+        self.counters.deltas += 1
+        self._emit(bids, asks, 0, snap.exch_ts, recv_ns, snap.update_id)
+
     def _refetch(self, buffered: list[tuple[Any, int, int]]) -> None:
         self.state = SyncState.AWAITING_SNAPSHOT
         self.epoch += 1
@@ -273,3 +300,13 @@ class BookSync:
         self._buffer.clear()
         if request:
             self._request(self)
+
+
+def _changes(
+    have: dict[float, float], want: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """The level changes that turn the side `have` into `want` (size 0 removes a level)."""
+    target = dict(want)
+    out = [(p, 0.0) for p in have if p not in target]
+    out.extend((p, q) for p, q in target.items() if have.get(p) != q)
+    return out

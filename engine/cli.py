@@ -181,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="simulators + engine with a default config")
     p.add_argument("--instance", default="demo")
-    p.add_argument("--exchanges", default="binance", help="comma-separated, or 'all'")
+    p.add_argument(
+        "--exchanges", default="all", help="comma-separated, or 'all' (every demo exchange)"
+    )
     p.add_argument("--rate", type=float, default=50.0, help="simulated market events/s")
     p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
     p.add_argument("--api-port", type=int, help="API and dashboard port (0: any free port)")

@@ -152,7 +152,9 @@ class Shard:
         self.parse_errors: dict[str, int] = {}
         self.last_error = ""
         self._queue: asyncio.Queue[Request] = asyncio.Queue()
-        self.rate = SlidingWindow(int(self.worker.limits.requests_per_second))
+        self.rate = self.worker.request_window or SlidingWindow(
+            int(self.worker.limits.requests_per_second)
+        )
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.task: asyncio.Task[None] | None = None
@@ -217,6 +219,9 @@ class Shard:
         )
         hb = self.heartbeat = prepared.heartbeat or worker.heartbeat
         url = prepared.url
+        # A session per physical connection: per-connection venue state (a connection-wide
+        # sequence, a heartbeat counter) starts afresh with every socket.
+        self.session = worker.venue.session(worker.routes, worker.writer, self)
         transport, listener = await asyncio.wait_for(
             picows.ws_connect(
                 lambda: ShardListener(self),
@@ -313,6 +318,14 @@ class Shard:
 
     # -- subscriptions ------------------------------------------------------------------------
 
+    def count_channel(self, native: str) -> int:
+        routes = self.worker.routes
+        return sum(
+            1
+            for name in self.wanted
+            if (stream := routes.get(name)) is not None and stream.channel.native == native
+        )
+
     def _queue_subscribe(self, streams: list[str], *, subscribe: bool = True) -> None:
         if not streams or self.transport is None:
             return
@@ -371,7 +384,11 @@ class Shard:
 
     # -- SessionEvents ------------------------------------------------------------------------
 
-    def on_ack(self, request_id: int, ok: bool, code: int | str | None, message: str) -> None:
+    def on_ack(
+        self, request_id: int | None, ok: bool, code: int | str | None, message: str
+    ) -> None:
+        if request_id is None:  # answers without ids come in the order of the requests
+            request_id = next(iter(self.pending), -1)
         req = self.pending.pop(request_id, None)
         if req is None:
             if not ok:
@@ -486,10 +503,18 @@ class Connection:
         shard.start()
         return shard
 
-    def shard_with_room(self) -> Shard | None:
-        cap = self.worker.limits.streams_per_connection
+    def shard_with_room(self, channel: str | None = None) -> Shard | None:
+        """A shard that can carry one more stream (of `channel`, by its native name), or a new
+        one while the connection limit allows."""
+        limits = self.worker.limits
+        cap = limits.streams_per_connection
+        channel_cap = limits.channel_streams_per_connection.get(channel or "")
         for shard in self.shards:
-            if len(shard.wanted) < cap and not shard.retiring:
+            if (
+                len(shard.wanted) < cap
+                and not shard.retiring
+                and (channel_cap is None or shard.count_channel(channel or "") < channel_cap)
+            ):
                 return shard
         if self.worker.total_shards() >= self.worker.config.max_connections:
             return None

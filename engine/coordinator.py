@@ -8,8 +8,8 @@ restarted when they die, and the current connections and streams are replayed to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -271,8 +271,9 @@ class Exchange:
         }
         limits = msgspec.structs.replace(spec.limits, **overrides)
         extra: dict[str, Any] = {}
-        if cfg.max_message_bytes is not None:
-            extra["max_message_bytes"] = cfg.max_message_bytes
+        max_message = cfg.max_message_bytes or spec.limits.max_message_bytes
+        if max_message is not None:
+            extra["max_message_bytes"] = max_message
         if cfg.audit_interval is not None:
             extra["audit_interval"] = cfg.audit_interval
         return WorkerConfig(
@@ -359,14 +360,22 @@ class Exchange:
             self.pipe.send(Stop())
             await self.pipe.drain()
         if self.process is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.process.join, 10.0)
+            await asyncio.get_running_loop().run_in_executor(None, self.process.join, 15.0)
             if self.process.is_alive():
+                print(
+                    f"wsm: the {self.name} worker did not stop within 15 s; killed", file=sys.stderr
+                )
                 self.process.kill()
                 self.process.join(5.0)
         if self._supervisor is not None:
             # the worker's last events (its connections stopping) are still in the pipe
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._supervisor, 5.0)
+            try:
+                await asyncio.wait_for(self._supervisor, 15.0)
+            except TimeoutError:
+                print(
+                    f"wsm: the {self.name} worker's last events were not read in time",
+                    file=sys.stderr,
+                )
         if self.pipe is not None:
             self.pipe.close()
         if self.ring is not None:

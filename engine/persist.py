@@ -72,6 +72,7 @@ class Persistence:
         self.failed_flushes = 0
         self.last_error = ""
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     @classmethod
     async def open(
@@ -89,12 +90,17 @@ class Persistence:
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self
 
-    async def close(self) -> None:
+    async def close(self, *, drain_seconds: float = 5.0) -> None:
+        """Stop the flusher between two flushes (never in the middle of one: a cancelled
+        write could leave the batch half known), then write what is left, retrying briefly."""
+        self._closing.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._flush()
+            await self._task
+        deadline = time.monotonic() + drain_seconds
+        while not await self._flush() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        if self._updates or self._events:
+            self.dropped += len(self._updates) + len(self._events)  # counted, never silent
         await self.metrics.close()
         await self.pool.close()
         if self._embedded is not None:
@@ -258,8 +264,11 @@ class Persistence:
 
     async def _run(self) -> None:
         delay = self._flush_interval
-        while True:
-            await asyncio.sleep(delay)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+            if self._closing.is_set():
+                return
             delay = self._flush_interval if await self._flush() else min(delay * 2, 30.0)
 
     async def _flush(self) -> bool:

@@ -48,6 +48,13 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_lifetime: float | None = None  # the venue cuts connections after this many seconds
     rollover_margin: float = 300.0  # roll over this long before `max_lifetime`
     subscribe_deadline: float | None = None  # first subscribe must arrive within this
+    # `requests_per_second` counts the messages of every connection of the exchange together
+    # (a per-IP limit), not of each connection alone
+    requests_shared: bool = False
+    # at most this many streams of one channel (native name) per connection, within
+    # `streams_per_connection` (a venue that caps its costly channels, e.g. order books)
+    channel_streams_per_connection: dict[str, PositiveInt] = {}
+    max_message_bytes: PositiveInt | None = None  # the venue's largest frame, if above the default
 
 
 class Channel(msgspec.Struct, frozen=True):
@@ -166,7 +173,13 @@ class Sink(Protocol):
 class SessionEvents(Protocol):
     """What a session reports to the engine (never per data message)."""
 
-    def on_ack(self, request_id: int, ok: bool, code: int | str | None, message: str) -> None: ...
+    def on_ack(
+        self, request_id: int | None, ok: bool, code: int | str | None, message: str
+    ) -> None:
+        """The venue answered request `request_id` (None: the oldest request still unanswered,
+        for venues whose answers carry no id and come in the order of the requests)."""
+        ...
+
     def on_parse_error(self, channel: str, detail: str) -> None: ...
     def on_notice(self, kind: str, message: str) -> None: ...
     def on_pong(self) -> None: ...

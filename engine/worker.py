@@ -19,7 +19,7 @@ import aiohttp
 import msgspec
 from msgspec import Meta
 
-from engine.backoff import ReconnectPolicy, TokenBucket
+from engine.backoff import ReconnectPolicy, SlidingWindow, TokenBucket
 from engine.connection import Connection, Shard
 from engine.errors import WSMError
 from engine.protocol import (
@@ -86,6 +86,12 @@ class Worker:
         self.owners: dict[str, dict[str, int]] = {}  # stream -> conn -> kinds
         self.conns: dict[str, Connection] = {}
         self.budget = TokenBucket(self.limits.budget, self.limits.budget_per_second)
+        # one window for every connection when the venue counts client messages per IP
+        self.request_window = (
+            SlidingWindow(int(self.limits.requests_per_second))
+            if self.limits.requests_shared
+            else None
+        )
         self._request_id = 0
         self._fetching: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -174,7 +180,7 @@ class Worker:
                 "" if carrier.conn is conn else "shared with another connection",
             )
             return
-        shard = conn.shard_with_room()
+        shard = conn.shard_with_room(stream.channel.native)
         if shard is None:
             self._status(
                 conn.id,
@@ -212,7 +218,8 @@ class Worker:
         if stream is not None and stream.book is not None:
             stream.book.invalidate(GapReason.RECONNECT, time.time_ns(), request=False)
             self.writer.commit()
-        shard = conn.shard_with_room() if conn is not None else None
+        channel = stream.channel.native if stream is not None else None
+        shard = conn.shard_with_room(channel) if conn is not None else None
         if shard is None:
             for c in self.owners.get(name, {}):
                 self._status(c, name, "rejected", "no connection with room to carry it")

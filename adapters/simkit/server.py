@@ -90,11 +90,12 @@ class SimClient(picows.WSListener):
     def resume_writing(self) -> None:
         self.paused = False
 
-    def send(self, payload: bytes) -> None:
-        """Send one text frame unless stalled; a client that cannot keep up loses frames."""
+    def send(self, payload: bytes, *, force: bool = False) -> None:
+        """Send one text frame unless stalled; a client that cannot keep up loses frames
+        (unless `force`d: an injected fault is always delivered)."""
         if self.stalled or self.transport is None:
             return
-        if self.paused:
+        if self.paused and not force:
             self.dropped += 1
             return
         self.transport.send(WSMsgType.TEXT, payload)
@@ -306,7 +307,7 @@ class SimServer:
         for _ in range(count):
             for c in list(self.clients):
                 if c.subs:
-                    c.send(frame)
+                    c.send(frame, force=True)  # a big frame must not crowd out the next
                     sent += 1
         self._count(f"malformed:{kind}", count)
         return sent

@@ -30,11 +30,20 @@ class VenueCase:
     book_channel: str = "orderbook"
     trade_channel: str = "trades"
     trade_ids_contiguous: bool = True  # simulator trade ids step by one per symbol
+    has_shutdown_notice: bool = True  # the venue announces that it will close a connection
+    reject_reason: str = "Invalid request"  # in the venue's refusal of a subscription
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 CASES = [
     VenueCase("binance", ("BTC/USDT", "ETH/USDT"), ("BTCUSDT", "ETHUSDT")),
+    VenueCase(
+        "coinbase",
+        ("BTC/USD", "ETH/USD"),
+        ("BTC-USD", "ETH-USD"),
+        has_shutdown_notice=False,
+        reject_reason="Failed to subscribe",
+    ),
 ]
 
 

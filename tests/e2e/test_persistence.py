@@ -40,6 +40,7 @@ async def test_restart_restores_connections_and_subscriptions(
         await first.connect_to_exchange(case.exchange, "deleted", reconnect=FAST)
         await first.disconnect(case.exchange, "deleted")
         row_id = first.connections()[0].row_id
+        first_persist = first.coordinator.persist
     async with WebSocketManager(cfg) as second:
         assert [c.id for c in second.connections()] == ["kept"]
         (sub,) = second.subscriptions("kept")
@@ -63,7 +64,8 @@ async def test_restart_restores_connections_and_subscriptions(
 
             await until(live_twice, 10, "state events of both runs")
             seen = await states()
-            assert "connecting" in seen and "stopped" in seen
+            assert "connecting" in seen
+            assert "stopped" in seen, (seen, first_persist.stats())
 
             async def metrics() -> bool:
                 return len(await read_metrics(pool, UUID(row_id))) >= 2

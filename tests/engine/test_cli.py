@@ -148,6 +148,7 @@ def test_the_demo_runs_and_cleans_up(instance: str, tmp_path: Path) -> None:
     assert "Dashboard: http://127.0.0.1:" in done.stdout, "the demo serves the dashboard"
     token = done.stdout.split("valid 12 h, user ")[1].splitlines()[1].strip()
     assert token.count(".") == 2, "and prints a token for it"
+    assert "coinbase-demo: live" in done.stdout, "the default runs every demo exchange"
     assert shm.instance_segments(instance) == []
 
 
