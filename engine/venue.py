@@ -66,6 +66,9 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat: Heartbeat
     limits: Limits
     channels: tuple[Channel, ...]
+    # The venue greets every new connection (KuCoin's `welcome`) and wants nothing sent before
+    # the greeting: requests wait for `SessionEvents.on_welcome` (at most the connect timeout).
+    welcome: bool = False
 
     def channel(self, name: str) -> Channel | None:
         for ch in self.channels:
@@ -170,6 +173,10 @@ class SessionEvents(Protocol):
     def on_parse_error(self, channel: str, detail: str) -> None: ...
     def on_notice(self, kind: str, message: str) -> None: ...
     def on_pong(self) -> None: ...
+    def on_welcome(self) -> None:
+        """The venue greeted the connection (`VenueSpec.welcome`): requests may go out now."""
+        ...
+
     def on_gap(self, stream: str | None, reason: int) -> None:
         """Data was lost for `stream` (None: every stream of this connection, e.g. a gap in a
         connection-wide sequence): the engine writes GAP records and resubscribes."""

@@ -95,6 +95,7 @@ class Events:
         self.errors: list[tuple[str, str]] = []
         self.notices: list[tuple[str, str]] = []
         self.pongs = 0
+        self.welcomes = 0
 
     def on_ack(self, request_id: int, ok: bool, code: Any, message: str) -> None:
         self.acks.append((request_id, ok, code, message))
@@ -107,6 +108,9 @@ class Events:
 
     def on_pong(self) -> None:
         self.pongs += 1
+
+    def on_welcome(self) -> None:
+        self.welcomes += 1
 
 
 def frames(path: Path) -> list[bytes]:
