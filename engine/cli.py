@@ -111,6 +111,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             seed=args.seed,
             extra_symbols=args.symbols,
             options=dict(args.option),
+            rest_port=args.rest_port,
         )
     )
     return 0
@@ -183,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0: any free port")
+    p.add_argument(
+        "--rest-port",
+        type=int,
+        default=0,
+        help="for venues whose REST API has a listener of its own (0: any free port)",
+    )
     p.add_argument("--rate", type=float, default=50.0, help="market events per second")
     p.add_argument("--ping-interval", type=float, help="server pings every N seconds")
     p.add_argument("--max-lifetime", type=float, help="cut connections after N seconds")

@@ -23,6 +23,7 @@ async def serve(
     seed: int = 1,
     extra_symbols: int = 0,
     options: dict[str, Any] | None = None,
+    rest_port: int = 0,
 ) -> None:
     """`options` are the venue simulator's own keyword arguments (`wsm simulate --option`)."""
     from adapters.simkit import SimServer
@@ -35,6 +36,7 @@ async def serve(
         rate=rate,
         ping_interval=ping_interval,
         max_lifetime=max_lifetime,
+        rest_port=rest_port,
     )
     await server.start()
     info = {
