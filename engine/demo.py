@@ -16,6 +16,7 @@ from engine.manager import WebSocketManager
 
 DEMO_SYMBOLS = {
     "binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+    "kucoin": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
 }
 
 
