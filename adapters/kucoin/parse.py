@@ -66,10 +66,13 @@ def on_ticker(frame: Any, route: Stream, recv_ns: int, session: KucoinSession) -
 
 
 def level_changes(d: KucoinLevel2Msg) -> None:
-    """The price changes the book applies: every change but the sequence steps (price 0)."""
+    """The price changes the book applies: every change but the sequence steps (price 0).
+    A side without changes keeps the shared empty default (most updates change one side)."""
     ch = d.changes
-    d.bids = [(p, s) for p, s, _ in ch.bids if p]
-    d.asks = [(p, s) for p, s, _ in ch.asks if p]
+    if ch.bids:
+        d.bids = [(p, s) for p, s, _ in ch.bids if p]
+    if ch.asks:
+        d.asks = [(p, s) for p, s, _ in ch.asks if p]
 
 
 def on_level2(frame: Any, route: Stream, recv_ns: int, session: KucoinSession) -> int:
