@@ -42,9 +42,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     exchanges = None if args.exchanges == "all" else args.exchanges.split(",")
     uvloop.run(
         run_demo(
-            instance=args.instance, exchanges=exchanges, rate=args.rate, duration=args.duration
+            instance=args.instance,
+            exchanges=exchanges,
+            rate=args.rate,
+            duration=args.duration,
+            api_port=args.api_port,
         )
     )
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from api.auth import issue_token
+    from api.secret import resolve_secret
+    from engine.config import load_config
+
+    try:
+        user = UUID(args.user)
+    except ValueError:
+        raise WSMError(f"--user must be a UUID, not {args.user!r}") from None
+    api = load_config(args.config).api
+    secret, _ = resolve_secret(api)
+    print(issue_token(secret, user, audience=api.jwt_audience, issuer=api.jwt_issuer, ttl=args.ttl))
     return 0
 
 
@@ -178,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchanges", default="binance", help="comma-separated, or 'all'")
     p.add_argument("--rate", type=float, default=50.0, help="simulated market events/s")
     p.add_argument("--duration", type=float, help="seconds (default: until Ctrl-C)")
+    p.add_argument("--api-port", type=int, help="API and dashboard port (0: any free port)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("token", help="issue an API token for a user (local use)")
+    p.add_argument("--user", required=True, help="the platform user's id (UUID)")
+    p.add_argument("--ttl", type=float, default=3600.0, help="seconds it stays valid")
+    p.add_argument("--config", help="TOML file (WSM_ variables override it)")
+    p.set_defaults(func=_cmd_token)
 
     p = sub.add_parser("simulate", help="run an exchange simulator")
     p.add_argument("--exchange", required=True)

@@ -50,6 +50,7 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     streams_per_connection: Annotated[int, Meta(gt=0)] | None = None
     budget: Annotated[int, Meta(gt=0)] | None = None  # connects + snapshots: bucket size
     budget_per_second: Annotated[float, Meta(gt=0)] | None = None
+    audit_interval: Annotated[float, Meta(gt=0)] | None = None  # seconds between listings
 
 
 class SubscriptionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -67,9 +68,42 @@ class ConnectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class ApiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The REST API and dashboard (`api/`), served in the engine's process."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8765
+    # HS256 secret of the bearer tokens (Supabase: the project's JWT secret). None: a secret
+    # kept in WSM's data directory for local use (`wsm token`). Never logged (see __repr__).
+    jwt_secret: Annotated[str, Meta(min_length=32)] | None = None
+    jwt_audience: str = "authenticated"
+    jwt_issuer: str | None = None
+    jwt_leeway: Annotated[float, Meta(ge=0, le=300)] = 5.0
+    # X-Forwarded-For is read only from these peers (CIDRs); never from anyone else
+    trusted_proxies: list[str] = []
+    # per token (per client address before authentication): a token bucket
+    rate_limit_per_second: Annotated[float, Meta(gt=0)] = 20.0
+    rate_limit_burst: Annotated[int, Meta(gt=0)] = 40
+    max_body_bytes: Annotated[int, Meta(gt=0)] = 64 * 1024
+    page_size: Annotated[int, Meta(gt=0, le=1000)] = 100
+    max_page_size: Annotated[int, Meta(gt=0, le=10_000)] = 1000
+    # a connection's URL override must be on one of these hosts (besides the exchange's own)
+    allowed_url_hosts: list[str] = []
+    max_connections_per_user: Annotated[int, Meta(gt=0)] = 20
+    # exchanges users may open connections to (empty: every installed adapter)
+    exchanges: list[str] = []
+    # static bearer token that may read /metrics (Prometheus); user tokens may too
+    metrics_token: Annotated[str, Meta(min_length=16)] | None = None
+    live_interval: Annotated[float, Meta(gt=0)] = 1.0  # dashboard snapshot period
+    pool_size: Annotated[int, Meta(gt=0)] = 8  # the API's own Postgres connections
+
+    def __repr__(self) -> str:  # the secrets never reach a log line
+        shown = {
+            f: ("***" if f in ("jwt_secret", "metrics_token") and v is not None else v)
+            for f in self.__struct_fields__
+            for v in (getattr(self, f),)
+        }
+        return "ApiConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -105,8 +139,21 @@ def load_config(
             keys = _env_path(EngineConfig, name[4:].lower())
             if keys is None:
                 raise ConfigError(name, "unknown configuration key")
-            _assign(data, keys, value)
+            _assign(data, keys, _env_value(keys, value))
     return convert(data)
+
+
+def _env_value(keys: list[str], value: str) -> Any:
+    """A list-typed key takes a comma-separated value (`WSM_API_TRUSTED_PROXIES=a,b`)."""
+    tp: Any = EngineConfig
+    for key in keys:
+        if get_origin(tp) is dict:
+            tp = _unwrap(get_args(tp)[1])
+        elif isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            tp = _unwrap(get_type_hints(tp, include_extras=True)[key])
+    if get_origin(tp) is list:
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
 
 
 def convert(data: Mapping[str, Any]) -> EngineConfig:

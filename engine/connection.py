@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import msgspec
 import picows
 from picows import WSMsgType
 
@@ -147,6 +148,7 @@ class Shard:
         self.bytes_out = 0
         self.reconnects = 0
         self.rollovers = 0
+        self.audit_repairs = 0
         self.parse_errors: dict[str, int] = {}
         self.last_error = ""
         self._queue: asyncio.Queue[Request] = asyncio.Queue()
@@ -254,9 +256,11 @@ class Shard:
         if not self.worker.venue.spec.welcome and not self.pending and self._queue.empty():
             self._went_live()
         lifetime = self._spawn(self._watch_lifetime())
+        audit = self._spawn(self._audit())
         await transport.wait_disconnected()
         sender.cancel()
         lifetime.cancel()
+        audit.cancel()
         msgs, size = self._retired_counts
         self._retired_counts = (msgs + listener.msgs, size + listener.bytes)
         self.transport = None
@@ -424,6 +428,30 @@ class Shard:
 
     def on_gap(self, stream: str | None, reason: int) -> None:
         self.worker.resync(self, list(self.wanted) if stream is None else [stream], reason)
+
+    async def _audit(self) -> None:
+        """Compare the venue's list of our subscriptions with ours, now and then."""
+        while True:
+            await asyncio.sleep(self.worker.config.audit_interval)
+            req = self.worker.venue.list_request(self.worker.next_request_id())
+            if req is not None and self.state == ConnState.LIVE:
+                self.pending[req.id] = msgspec.structs.replace(req, subscribe=False)
+                self._queue.put_nowait(req)
+
+    def on_listing(self, request_id: int, streams: list[str]) -> None:
+        self.pending.pop(request_id, None)
+        if any(r.subscribe for r in self.pending.values()):
+            return  # subscriptions in flight: the lists cannot agree yet
+        listed = set(streams)
+        missing = sorted(self.active - listed)
+        if missing:  # the venue dropped them silently: subscribe again
+            self.audit_repairs += len(missing)
+            self.last_error = f"venue had dropped {len(missing)} subscriptions; resubscribed"
+            self.active.difference_update(missing)
+            self._queue_subscribe(missing)
+        extra = sorted(listed - self.wanted)
+        if extra:
+            self._queue_subscribe(extra, subscribe=False)
 
     # -- rollover -------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from engine.errors import (
 )
 from engine.persist import Persistence
 from engine.protocol import (
+    LATENCY_BUCKETS_US,
     Close,
     Command,
     ConnStats,
@@ -107,6 +108,7 @@ class SubscriptionInfo(msgspec.Struct, kw_only=True):
     reason: str
     streams: dict[str, str]
     created_at: float
+    row_id: str | None = None  # its row in Postgres, when persisted
 
 
 class StreamMetrics(msgspec.Struct):
@@ -131,11 +133,33 @@ class ConnectionMetrics(msgspec.Struct, kw_only=True):
     resyncs: int
     reconnects: int
     rollovers: int
+    audit_repairs: int
     last_message_age_s: float | None
     latency_p50_us: float | None
     latency_p99_us: float | None
     last_error: str
     streams: list[StreamMetrics]
+
+
+class LatencyHistogram(msgspec.Struct, kw_only=True):
+    """Exchange-to-receive latency of a connection's sampled messages since it was created:
+    `counts[i]` samples at or below `bounds_us[i]` and above the previous bound (the last
+    count is above every bound), their sum and their number."""
+
+    bounds_us: list[float]
+    counts: list[int]
+    sum_us: float
+    count: int
+
+
+class ExchangeStats(msgspec.Struct, kw_only=True):
+    exchange: str
+    worker_pid: int | None
+    worker_restarts: int
+    generation: int
+    ring_capacity: int
+    ring_records: int  # records written into the ring (its tail)
+    unrouted: int  # frames of streams nobody wants
 
 
 class _Sample(msgspec.Struct):
@@ -174,6 +198,8 @@ class _Conn:
         self.prev: tuple[float, int, int] | None = None
         self.rates = (0.0, 0.0)
         self.history: deque[_Sample] = deque(maxlen=HISTORY)
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS_US) + 1)
+        self.latency_sum_us = 0.0
 
 
 class _Sub:
@@ -247,6 +273,8 @@ class Exchange:
         extra: dict[str, Any] = {}
         if cfg.max_message_bytes is not None:
             extra["max_message_bytes"] = cfg.max_message_bytes
+        if cfg.audit_interval is not None:
+            extra["audit_interval"] = cfg.audit_interval
         return WorkerConfig(
             exchange=self.name,
             instance=self.coord.config.instance,
@@ -493,7 +521,7 @@ class Coordinator:
                     owner=UUID(owner) if owner else None,
                 )
             else:
-                self.persist.adopt(conn_id, row_id)
+                self.persist.adopt(conn_id, row_id, UUID(owner) if owner else None)
         conn = _Conn(exchange, conn_id, name, next(self._numbers), url, policy, owner)
         self.conns[conn_id] = conn
         if paused:
@@ -709,6 +737,10 @@ class Coordinator:
                 conn.rates = ((st.msgs_in - conn.prev[1]) / dt, (st.bytes_in - conn.prev[2]) / dt)
             conn.prev = (now, st.msgs_in, st.bytes_in)
             conn.stats = st
+            if len(st.latency_buckets) == len(conn.latency_counts):
+                for i, n in enumerate(st.latency_buckets):
+                    conn.latency_counts[i] += n
+                conn.latency_sum_us += st.latency_sum_us
             conn.history.append(
                 _Sample(now, conn.rates[0], conn.rates[1], st.latency_p50_us, st.latency_p99_us)
             )
@@ -759,7 +791,12 @@ class Coordinator:
             reason=reason,
             streams=dict(sub.streams),
             created_at=sub.created_at,
+            row_id=self._sub_row(sub.id),
         )
+
+    def _sub_row(self, sub_id: str) -> str | None:
+        row = self.persist.sub_ids.get(sub_id) if self.persist is not None else None
+        return None if row is None else str(row)
 
     def subscriptions(self, conn_id: str | None = None) -> list[SubscriptionInfo]:
         return [
@@ -795,6 +832,7 @@ class Coordinator:
             resyncs=st.resyncs,
             reconnects=st.reconnects,
             rollovers=st.rollovers,
+            audit_repairs=st.audit_repairs,
             last_message_age_s=(now_ns - st.last_msg_ns) / 1e9 if st.last_msg_ns else None,
             latency_p50_us=st.latency_p50_us,
             latency_p99_us=st.latency_p99_us,
@@ -804,6 +842,31 @@ class Coordinator:
 
     def history(self, conn_id: str) -> list[_Sample]:
         return list(self._conn(conn_id).history)
+
+    def latency(self, conn_id: str) -> LatencyHistogram:
+        conn = self._conn(conn_id)
+        return LatencyHistogram(
+            bounds_us=list(LATENCY_BUCKETS_US),
+            counts=list(conn.latency_counts),
+            sum_us=conn.latency_sum_us,
+            count=sum(conn.latency_counts),
+        )
+
+    def exchange_stats(self) -> list[ExchangeStats]:
+        """Each running exchange's worker and ring."""
+        return [
+            ExchangeStats(
+                exchange=name,
+                worker_pid=ex.process.pid if ex.process is not None else None,
+                worker_restarts=ex.restarts,
+                generation=ex.generation,
+                ring_capacity=ex.ring.capacity if ex.ring is not None else 0,
+                ring_records=ex.ring.tail if ex.ring is not None else 0,
+                unrouted=ex.stats.unrouted if ex.stats is not None else 0,
+            )
+            for name, ex in self.exchanges.items()
+            if not ex.stopping  # its ring may be unmapped already
+        ]
 
     def _write_status(self) -> None:
         """A status board in /dev/shm that `wsm status` reads without any server."""

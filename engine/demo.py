@@ -1,4 +1,5 @@
-"""`wsm demo`: simulators + engine with a default configuration, on this machine only."""
+"""`wsm demo`: simulators + engine + API and dashboard, with a default configuration, on this
+machine only (the embedded Postgres unless WSM_DATABASE_URL is set)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ import sys
 import time
 from typing import TextIO
 
+import msgspec
 import orjson
 
-from engine.config import ConnectionConfig, EngineConfig, ExchangeConfig, SubscriptionConfig
+from engine.config import (
+    ApiConfig,
+    ConnectionConfig,
+    EngineConfig,
+    ExchangeConfig,
+    SubscriptionConfig,
+)
 from engine.manager import WebSocketManager
+from engine.run import serve_api
 
 DEMO_SYMBOLS = {
     "binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
@@ -42,9 +51,14 @@ async def _start_simulator(
     return proc, orjson.loads(line)
 
 
-def demo_config(instance: str, sims: dict[str, dict[str, str]]) -> EngineConfig:
+def demo_config(
+    instance: str, sims: dict[str, dict[str, str]], api: ApiConfig | None = None
+) -> EngineConfig:
+    api = api or ApiConfig()
     return EngineConfig(
         instance=instance,
+        # users of the dashboard may add connections to the simulated exchanges only
+        api=msgspec.structs.replace(api, exchanges=list(sims)),
         exchanges={
             ex: ExchangeConfig(ws_url=info["ws_url"], rest_url=info["rest_url"])
             for ex, info in sims.items()
@@ -60,6 +74,18 @@ def demo_config(instance: str, sims: dict[str, dict[str, str]]) -> EngineConfig:
             )
             for ex in sims
         ],
+    )
+
+
+def _dashboard_note(url: str, config: EngineConfig) -> str:
+    from api.auth import issue_token
+    from api.secret import resolve_secret
+
+    secret, _ = resolve_secret(config.api)
+    token = issue_token(secret, config.owner, audience=config.api.jwt_audience, ttl=12 * 3600)
+    return (
+        f"Dashboard: {url}/  (REST API under {url}/api/websocket/, spec at {url}/openapi.json)\n"
+        f"Token (paste it into the dashboard; valid 12 h, user {config.owner}):\n{token}"
     )
 
 
@@ -81,6 +107,7 @@ async def run_demo(
     exchanges: list[str] | None = None,
     rate: float = 50.0,
     duration: float | None = None,
+    api_port: int | None = None,
     out: TextIO = sys.stdout,
 ) -> None:
     exchanges = exchanges or list(DEMO_SYMBOLS)
@@ -95,8 +122,10 @@ async def run_demo(
             proc, info = await _start_simulator(ex, rate)
             procs.append(proc)
             sims[ex] = info
-        config = demo_config(instance, sims)
-        async with WebSocketManager(config) as manager:
+        from engine.config import load_config
+
+        config = demo_config(instance, sims, load_config(None).api)
+        async with WebSocketManager(config) as manager, serve_api(manager, port=api_port) as url:
             wanted = {c.id for c in config.connections}
             for c in manager.connections():  # restored from an earlier demo with other venues
                 if c.id not in wanted:
@@ -113,6 +142,8 @@ async def run_demo(
                 file=out,
                 flush=True,
             )
+            if url is not None:
+                print(_dashboard_note(url, config), file=out, flush=True)
             deadline = None if duration is None else time.monotonic() + duration
             while not stop.is_set():
                 timeout = 2.0 if deadline is None else min(2.0, deadline - time.monotonic())

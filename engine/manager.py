@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any
+
+import msgspec
 
 from engine.backoff import ReconnectPolicy
 from engine.config import EngineConfig
@@ -24,13 +27,23 @@ from engine.coordinator import (
     SubscriptionInfo,
 )
 from engine.errors import NotFound, WSMError
+from engine.registry import venues
 from engine.ring import RingReader, Start
+
+
+class ReaderStats(msgspec.Struct, kw_only=True):
+    """A ring reader opened through `WebSocketManager.reader` in this process."""
+
+    exchange: str
+    lag: int  # records published but not yet read
+    lost: int  # records it was lapped out of
 
 
 class WebSocketManager:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         self.coordinator = Coordinator(self.config)
+        self._readers: weakref.WeakSet[RingReader] = weakref.WeakSet()
 
     async def start(self) -> WebSocketManager:
         """Start the coordinator, restore what was stored, then open configured connections
@@ -150,8 +163,31 @@ class WebSocketManager:
         return self.coordinator.metrics(connection_id)
 
     def reader(self, exchange: str, *, start: Start = "newest", **kw: Any) -> RingReader:
-        """A ring reader for `exchange` in this process (subscribers elsewhere attach by name)."""
-        return RingReader(exchange, instance=self.config.instance, start=start, **kw)
+        """A ring reader for `exchange` in this process (subscribers elsewhere attach by name).
+        Its lag and losses show in `readers()` while it is open."""
+        reader = RingReader(exchange, instance=self.config.instance, start=start, **kw)
+        self._readers.add(reader)
+        return reader
+
+    def readers(self) -> list[ReaderStats]:
+        out = []
+        for r in list(self._readers):
+            if r.detached:
+                self._readers.discard(r)
+            else:
+                out.append(ReaderStats(exchange=r.exchange, lag=r.lag, lost=r.lost))
+        return out
+
+    @staticmethod
+    def exchanges_available() -> list[str]:
+        """Exchanges with an installed adapter (they start on first use)."""
+        return sorted(venues())
+
+    @property
+    def database_url(self) -> str | None:
+        """The Postgres the engine persists to (None: persistence is off or not started)."""
+        persist = self.coordinator.persist
+        return None if persist is None else persist.url
 
     async def wait_for(
         self, connection_id: str, state: str = "live", *, timeout: float = 30.0

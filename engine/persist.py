@@ -32,7 +32,7 @@ from engine.db.store import (
     StateStore,
     StateUpdate,
 )
-from engine.errors import DatabaseError, is_retryable
+from engine.errors import DatabaseError, NotFound, is_retryable
 from engine.protocol import Event, Failure, StateChanged, Stats
 from engine.records import ConnState
 
@@ -49,6 +49,7 @@ class Persistence:
         pool: Pool,
         *,
         owner: UUID,
+        url: str = "",
         embedded: EmbeddedPostgres | None = None,
         flush_interval: float = 0.5,
         metrics: MetricsWriterConfig | None = None,
@@ -57,6 +58,7 @@ class Persistence:
         self.store = StateStore(pool)
         self.metrics = MetricsWriter(pool, metrics)
         self.owner = owner
+        self.url = url  # where the database is (the API opens its own pool there)
         self._embedded = embedded
         self._flush_interval = flush_interval
         self._updates: deque[StateUpdate] = deque(maxlen=MAX_PENDING)
@@ -64,6 +66,7 @@ class Persistence:
         self._sub_states: dict[UUID, tuple[str, str | None]] = {}
         self._removed: set[UUID] = set()
         self.db_ids: dict[str, UUID] = {}  # engine connection id -> row id
+        self.owners: dict[str, UUID] = {}  # engine connection id -> its row's owner
         self.sub_ids: dict[str, UUID] = {}  # engine subscription id -> row id
         self.dropped = 0
         self.failed_flushes = 0
@@ -81,7 +84,7 @@ class Persistence:
         )
         await migrate(url)
         pool = await create_pool(url, config)
-        self = cls(pool, owner=owner, embedded=embedded, metrics=metrics)
+        self = cls(pool, owner=owner, url=url, embedded=embedded, metrics=metrics)
         await self.metrics.start()
         self._task = asyncio.get_running_loop().create_task(self._run())
         return self
@@ -120,14 +123,17 @@ class Persistence:
             )
         )
         self.db_ids[conn_id] = row.id
+        self.owners[conn_id] = row.owner
         return row.id
 
-    def adopt(self, conn_id: str, row_id: UUID) -> None:
-        """A connection restored from the database keeps its row."""
+    def adopt(self, conn_id: str, row_id: UUID, owner: UUID | None = None) -> None:
+        """A connection restored from the database (or created by its user) keeps its row."""
         self.db_ids[conn_id] = row_id
+        self.owners[conn_id] = owner or self.owner
 
     async def connection_deleted(self, conn_id: str) -> None:
         row_id = self.db_ids.pop(conn_id, None)
+        self.owners.pop(conn_id, None)
         if row_id is not None:
             await self.store.delete_connection(row_id)
 
@@ -167,7 +173,8 @@ class Persistence:
         if row_id is not None:
             self._removed.add(row_id)  # a state update still queued must not revive it
             self._sub_states.pop(row_id, None)
-            await self.store.update_subscription(row_id, state="removed")
+            with contextlib.suppress(NotFound):  # its user deleted the row already
+                await self.store.update_subscription(row_id, state="removed")
 
     async def restore(self) -> list[DesiredConnection]:
         """Every stored connection (a `disconnected` one comes back paused)."""
@@ -229,7 +236,7 @@ class Persistence:
             self.metrics.submit(
                 MetricRow(
                     connection_id=row_id,
-                    owner=self.owner,
+                    owner=self.owners.get(st.conn, self.owner),  # the row's, or the FK refuses
                     ts=ts,
                     messages_in=st.msgs_in,
                     bytes_in=st.bytes_in,
@@ -270,7 +277,8 @@ class Persistence:
                     self._events.popleft()
             for row_id, (state, reason) in sub_states.items():
                 if row_id not in self._removed:
-                    await self.store.update_subscription(row_id, state=state, reason=reason)  # type: ignore[arg-type]
+                    with contextlib.suppress(NotFound):  # deleted meanwhile (with its connection)
+                        await self.store.update_subscription(row_id, state=state, reason=reason)  # type: ignore[arg-type]
         except (DatabaseError, OSError, TimeoutError) as exc:
             return self._failed(exc, sub_states)
         except Exception as exc:

@@ -18,6 +18,22 @@ import msgspec
 
 from engine.backoff import ReconnectPolicy
 
+# Upper bounds (microseconds) of the latency histogram buckets; the last bucket is unbounded.
+LATENCY_BUCKETS_US: tuple[float, ...] = (
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    1_000_000,
+)
+
 
 class StreamSpec(msgspec.Struct, frozen=True):
     name: str  # the venue's stream name
@@ -102,10 +118,14 @@ class ConnStats(msgspec.Struct):
     resyncs: int = 0
     reconnects: int = 0
     rollovers: int = 0
+    audit_repairs: int = 0  # subscriptions the venue had dropped silently, restored
     last_msg_ns: int = 0
     latency_p50_us: float | None = None
     latency_p99_us: float | None = None
     last_error: str = ""
+    # this interval's latency samples per LATENCY_BUCKETS_US bucket (+1 for the overflow)
+    latency_buckets: list[int] = []
+    latency_sum_us: float = 0.0
 
 
 class StreamStats(msgspec.Struct):

@@ -212,6 +212,10 @@ class Ring:
     def tail(self) -> int:
         return self._header.shared.load(TAIL)  # type: ignore[no-any-return]
 
+    @property
+    def capacity(self) -> int:
+        return self._header.capacity
+
     def close(self, *, unlink: bool = True) -> None:
         """Mark the ring closed (readers stop waiting), then unmap and unlink it."""
         self._header.set_flag(FLAG_CLOSED)
@@ -389,6 +393,7 @@ class RingReader:
         self.name = shm.ring_name(instance, exchange)
         self.lost = 0
         self.restarts = 0
+        self.detached = False  # closed: its shared memory is gone
         self.spin = spin
         self._backend = _backend(backend)
         self._out = np.empty(batch_size, dtype=RECORD_DTYPE)
@@ -543,6 +548,7 @@ class RingReader:
         return self.records()
 
     def close(self) -> None:
+        self.detached = True
         self._out_raw.release()
         self._detach()
 

@@ -173,6 +173,10 @@ class SessionEvents(Protocol):
     def on_parse_error(self, channel: str, detail: str) -> None: ...
     def on_notice(self, kind: str, message: str) -> None: ...
     def on_pong(self) -> None: ...
+    def on_listing(self, request_id: int, streams: list[str]) -> None:
+        """The venue's own list of this connection's subscriptions."""
+        ...
+
     def on_welcome(self) -> None:
         """The venue greeted the connection (`VenueSpec.welcome`): requests may go out now."""
         ...
@@ -209,6 +213,11 @@ class Venue(ABC):
         """Called before every connection attempt with an aiohttp session (KuCoin fetches a
         connect token here). Must not keep state between calls."""
         return Prepared(self.connect_url(ws_url))
+
+    def list_request(self, request_id: int) -> Request | None:
+        """A request asking the venue which streams this connection is subscribed to (the
+        session answers with `events.on_listing`), or None where the venue has none."""
+        return None
 
     def setup_requests(self, first_id: int) -> list[Request]:
         """Sent on every new connection before the subscriptions (e.g. a keep-alive

@@ -9,6 +9,7 @@ entry point that connects it to the coordinator's pipe.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from engine.backoff import ReconnectPolicy, TokenBucket
 from engine.connection import Connection, Shard
 from engine.errors import WSMError
 from engine.protocol import (
+    LATENCY_BUCKETS_US,
     Close,
     Command,
     ConnStats,
@@ -61,6 +63,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     http_timeout: Annotated[float, Meta(gt=0)] = 10.0
     stats_interval: Annotated[float, Meta(gt=0)] = 1.0
     rollover_overlap: Annotated[float, Meta(ge=0)] = 1.0
+    # ask the venue for its list of our subscriptions this often (where it can tell)
+    audit_interval: Annotated[float, Meta(gt=0)] = 300.0
 
 
 class Worker:
@@ -118,10 +122,11 @@ class Worker:
         conn.start()
 
     async def close(self, conn_id: str) -> None:
-        conn = self.conns.pop(conn_id, None)
-        if conn is None:
+        if conn_id not in self.conns:
             return
-        self.set_streams(conn_id, [], moving=False)
+        # before it goes: streams that other connections still want move to one of them
+        self.set_streams(conn_id, [])
+        conn = self.conns.pop(conn_id)
         await conn.close()
 
     def set_streams(self, conn_id: str, specs: list[StreamSpec], *, moving: bool = True) -> None:
@@ -165,7 +170,8 @@ class Worker:
                 conn.id,
                 spec.name,
                 "active" if active else "pending",
-                "" if carrier.conn is conn else f"shared with {carrier.conn.id}",
+                # never the other connection's id: it may be another user's
+                "" if carrier.conn is conn else "shared with another connection",
             )
             return
         shard = conn.shard_with_room()
@@ -411,6 +417,7 @@ class Worker:
             st.msgs_out += shard.msgs_out
             st.bytes_out += shard.bytes_out
             st.reconnects += shard.reconnects
+            st.audit_repairs += shard.audit_repairs
             for ch, n in shard.parse_errors.items():
                 st.parse_errors[ch] = st.parse_errors.get(ch, 0) + n
             if shard.listener is not None:
@@ -428,6 +435,8 @@ class Worker:
             latency.sort()
             st.latency_p50_us = latency[len(latency) // 2] / 1000
             st.latency_p99_us = latency[min(len(latency) - 1, len(latency) * 99 // 100)] / 1000
+            st.latency_buckets = _histogram(latency)
+            st.latency_sum_us = sum(latency) / 1000
         return st
 
     # -- running --------------------------------------------------------------------------------
@@ -473,6 +482,17 @@ class Worker:
             self.writer.close()
             await pipe.drain()
             pipe.close()
+
+
+def _histogram(sorted_ns: list[int]) -> list[int]:
+    """Counts of sorted latency samples (ns) per LATENCY_BUCKETS_US bucket, overflow last."""
+    counts, start = [], 0
+    for bound in LATENCY_BUCKETS_US:
+        end = bisect.bisect_right(sorted_ns, bound * 1000, lo=start)
+        counts.append(end - start)
+        start = end
+    counts.append(len(sorted_ns) - start)
+    return counts
 
 
 def worker_main(venue_name: str, config_bytes: bytes, pipe: Any) -> None:

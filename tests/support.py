@@ -94,6 +94,8 @@ class Events:
         self.acks: list[tuple[int, bool, Any, str]] = []
         self.errors: list[tuple[str, str]] = []
         self.notices: list[tuple[str, str]] = []
+        self.listings: list[tuple[int, list[str]]] = []
+        self.gaps: list[tuple[str | None, int]] = []
         self.pongs = 0
         self.welcomes = 0
 
@@ -108,6 +110,12 @@ class Events:
 
     def on_pong(self) -> None:
         self.pongs += 1
+
+    def on_listing(self, request_id: int, streams: list[str]) -> None:
+        self.listings.append((request_id, streams))
+
+    def on_gap(self, stream: str | None, reason: int) -> None:
+        self.gaps.append((stream, reason))
 
     def on_welcome(self) -> None:
         self.welcomes += 1

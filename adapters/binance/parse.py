@@ -151,6 +151,8 @@ class BinanceSession:
             self.events.on_ack(req, False, msg.code, msg.msg or "")
         elif msg.e == "serverShutdown":
             self.events.on_notice("shutdown", "serverShutdown")
+        elif isinstance(msg.id, int) and isinstance(msg.result, list):
+            self.events.on_listing(msg.id, [str(s) for s in msg.result])
         elif isinstance(msg.id, int):
             self.events.on_ack(msg.id, True, None, "")
         else:

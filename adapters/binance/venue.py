@@ -122,6 +122,10 @@ class BinanceVenue(Venue):
             out.append(Request(rid, text, chunk, subscribe))
         return out
 
+    def list_request(self, request_id: int) -> Request:
+        text = _encode({"method": "LIST_SUBSCRIPTIONS", "id": request_id})
+        return Request(request_id, text, ())
+
     def instruments_url(self, rest_url: str) -> str:
         return rest_url.rstrip("/") + self.info_path
 

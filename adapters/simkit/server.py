@@ -323,6 +323,16 @@ class SimServer:
         self._count("stall")
         return len(clients)
 
+    def forget(self, count: int = 1) -> int:
+        """Every connection silently loses `count` of its subscriptions (no message says so)."""
+        lost = 0
+        for c in list(self.clients):
+            for stream in sorted(c.subs)[:count]:
+                c.unsubscribe([stream])
+                lost += 1
+        self._count("forget")
+        return lost
+
     def skip(self, n: int = 1) -> None:
         self.venue.skip(n)
         self._count("skip")
@@ -435,6 +445,8 @@ class SimServer:
         if name == "reset":
             self.reset()
             return None
+        if name == "forget":
+            return self.forget(int(q.get("count", "1")))
         if name == "reject":
             self.venue.reject_next(int(q.get("count", "1")))
             self._count("reject")

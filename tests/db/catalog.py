@@ -13,7 +13,7 @@ from typing import Final
 
 import asyncpg
 
-APP_ROLES: Final = ("anon", "authenticated", "service_role", "wsm_engine")
+APP_ROLES: Final = ("anon", "authenticated", "service_role", "wsm_engine", "wsm_api")
 USER_ROLES: Final = frozenset({"anon", "authenticated", "public"})
 
 

@@ -39,6 +39,7 @@ PLANTED = [
         "view planted_view: runs as its owner",
     ),
     ("GRANT UPDATE ON audit_log TO wsm_engine", "wsm_engine has UPDATE on audit_log"),
+    ("GRANT DELETE ON audit_log TO wsm_api", "wsm_api has DELETE on audit_log"),
     (
         "GRANT TRUNCATE ON ip_whitelist TO authenticated",
         "authenticated has TRUNCATE on ip_whitelist",
@@ -71,7 +72,7 @@ async def test_audit_flags_planted_bypasses(database_url: str) -> None:
         await conn.close()
 
 
-@pytest.mark.parametrize("role", ["anon", "authenticated", "service_role", "wsm_engine"])
+@pytest.mark.parametrize("role", ["anon", "authenticated", "service_role", "wsm_engine", "wsm_api"])
 async def test_application_roles_cannot_log_in_or_bypass(database_url: str, role: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:

@@ -33,7 +33,7 @@ def test_db_migrate(empty_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "migrate", "--database-url", empty_db]) == 0
     out = capsys.readouterr().out
     assert "applied 001_auth.sql" in out
-    assert "3 migration(s) applied" in out
+    assert "4 migration(s) applied" in out
     assert main(["db", "migrate", "--database-url", empty_db]) == 0
     assert "database is up to date" in capsys.readouterr().out
 
@@ -128,7 +128,7 @@ def test_without_a_url_the_embedded_server_is_used_and_stopped(
     monkeypatch.delenv("WSM_DATABASE_URL", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert main(["db", "migrate"]) == 0
-    assert "3 migration(s) applied" in capsys.readouterr().out
+    assert "4 migration(s) applied" in capsys.readouterr().out
     pgdata = tmp_path / "wsm" / "pgdata"
     assert (pgdata / "PG_VERSION").exists()
     assert not (pgdata / "postmaster.pid").exists()  # stopped again

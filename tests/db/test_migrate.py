@@ -12,7 +12,7 @@ import pytest
 from engine.db.migrate import SQL_DIR, discover, migrate
 from engine.errors import MigrationError
 
-ALL = ["001_auth.sql", "002_tables.sql", "003_rls.sql"]
+ALL = ["001_auth.sql", "002_tables.sql", "003_rls.sql", "004_api.sql"]
 
 
 @pytest.fixture
@@ -47,13 +47,13 @@ async def test_changed_applied_file_is_refused_by_name(fresh_database: str, sql_
     await migrate(fresh_database, directory=sql_copy)
     changed = sql_copy / "002_tables.sql"
     changed.write_text(changed.read_text() + "\n-- an innocent-looking edit\n")
-    (sql_copy / "004_next.sql").write_text("CREATE TABLE not_applied (id int);")
+    (sql_copy / "005_next.sql").write_text("CREATE TABLE not_applied (id int);")
     with pytest.raises(MigrationError) as info:
         await migrate(fresh_database, directory=sql_copy)
     assert info.value.file == "002_tables.sql"
     assert "002_tables.sql" in str(info.value)
     assert "changed" in str(info.value)
-    assert len(await recorded(fresh_database)) == len(ALL)  # and 004 was not applied
+    assert len(await recorded(fresh_database)) == len(ALL)  # and 005 was not applied
 
 
 async def test_missing_applied_file_is_refused(fresh_database: str, sql_copy: Path) -> None:
@@ -65,13 +65,13 @@ async def test_missing_applied_file_is_refused(fresh_database: str, sql_copy: Pa
 
 async def test_new_file_is_applied_alone(fresh_database: str, sql_copy: Path) -> None:
     await migrate(fresh_database, directory=sql_copy)
-    (sql_copy / "004_next.sql").write_text("CREATE TABLE next_thing (id int);")
-    assert await migrate(fresh_database, directory=sql_copy) == ["004_next.sql"]
+    (sql_copy / "005_next.sql").write_text("CREATE TABLE next_thing (id int);")
+    assert await migrate(fresh_database, directory=sql_copy) == ["005_next.sql"]
 
 
 async def test_failing_file_changes_nothing(fresh_database: str, sql_copy: Path) -> None:
-    (sql_copy / "004_bad.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1/0;")
-    with pytest.raises(MigrationError, match=r"004_bad\.sql.*division by zero"):
+    (sql_copy / "005_bad.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1/0;")
+    with pytest.raises(MigrationError, match=r"005_bad\.sql.*division by zero"):
         await migrate(fresh_database, directory=sql_copy)
     assert [r[1] for r in await recorded(fresh_database)] == ALL
     conn = await asyncpg.connect(fresh_database)

@@ -11,7 +11,8 @@ Columns: select; insert a row owned by A / by B; update A's row / B's row; give 
 (UPDATE ... SET owner = B); delete A's row / B's row.
 Actors: anon; users A and B (authenticated with their claims); `noclaims` (authenticated, no
 claims in the transaction); `stale` (claims set with is_local=true *outside* a transaction,
-then a transaction as authenticated: the claims must be gone); service_role; wsm_engine.
+then a transaction as authenticated: the claims must be gone); service_role; wsm_engine;
+`api` (wsm_api, the REST API's own role, which only appends audit rows).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ websocket_connections
     stale     -    rls  rls  none none deny none none
     service   AB   ok   ok   ok   ok   fk   ok   ok
     engine    AB   ok   ok   ok   ok   fk   ok   ok
+    api       deny deny deny deny deny deny deny deny
 websocket_subscriptions
     anon      deny deny deny deny deny deny deny deny
     A         A    ok   rls  ok   none deny ok   none
@@ -45,6 +47,7 @@ websocket_subscriptions
     stale     -    rls  rls  none none deny none none
     service   AB   ok   ok   ok   ok   fk   ok   ok
     engine    AB   ok   ok   ok   ok   fk   ok   ok
+    api       deny deny deny deny deny deny deny deny
 websocket_connection_metrics
     anon      deny deny deny deny deny deny deny deny
     A         A    deny deny deny deny deny deny deny
@@ -53,6 +56,7 @@ websocket_connection_metrics
     stale     -    deny deny deny deny deny deny deny
     service   AB   ok   ok   ok   ok   fk   ok   ok
     engine    AB   ok   ok   deny deny deny deny deny
+    api       deny deny deny deny deny deny deny deny
 websocket_connection_events
     anon      deny deny deny deny deny deny deny deny
     A         A    deny deny deny deny deny deny deny
@@ -61,6 +65,7 @@ websocket_connection_events
     stale     -    deny deny deny deny deny deny deny
     service   AB   ok   ok   ok   ok   fk   ok   ok
     engine    AB   ok   ok   deny deny deny deny deny
+    api       deny deny deny deny deny deny deny deny
 ip_whitelist
     anon      deny deny deny deny deny deny deny deny
     A         A    ok   rls  ok   none deny ok   none
@@ -69,6 +74,7 @@ ip_whitelist
     stale     -    rls  rls  none none deny none none
     service   AB   ok   ok   ok   ok   ok   ok   ok
     engine    AB   deny deny deny deny deny deny deny
+    api       deny deny deny deny deny deny deny deny
 api_key_versions
     anon      deny deny deny deny deny deny deny deny
     A         A    deny deny deny deny deny deny deny
@@ -77,6 +83,7 @@ api_key_versions
     stale     -    deny deny deny deny deny deny deny
     service   AB   ok   ok   ok   ok   ok   ok   ok
     engine    AB   ok   ok   ok   ok   deny deny deny
+    api       deny deny deny deny deny deny deny deny
 audit_log
     anon      deny deny deny deny deny deny deny deny
     A         A    deny deny deny deny deny deny deny
@@ -85,9 +92,10 @@ audit_log
     stale     -    deny deny deny deny deny deny deny
     service   AB   ok   ok   deny deny deny deny deny
     engine    AB   ok   ok   deny deny deny deny deny
+    api       deny ok   ok   deny deny deny deny deny
 """
 COLUMNS = ("select", "ins_A", "ins_B", "upd_A", "upd_B", "A->B", "del_A", "del_B")
-ACTORS = ("anon", "A", "B", "noclaims", "stale", "service", "engine")
+ACTORS = ("anon", "A", "B", "noclaims", "stale", "service", "engine", "api")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 Matrix = dict[tuple[str, str], tuple[str, ...]]
@@ -264,6 +272,10 @@ async def _identity(pool: Pool, actor: str, seed: Seed) -> AsyncIterator[Connect
             yield conn
     elif actor == "engine":
         async with engine_tx(pool) as conn:
+            yield conn
+    elif actor == "api":  # the REST API's own role (sql/004_api.sql): audit rows only
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('role', 'wsm_api', true)")
             yield conn
     else:
         async with pool.acquire() as conn:

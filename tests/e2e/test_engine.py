@@ -453,3 +453,29 @@ async def test_connection_metrics_cover_the_issue_list(engine: Engine, sim: SimP
         s.last_message_age_s is not None for s in m.streams
     )
     assert (m.gaps, m.resyncs, m.reconnects, m.parse_errors) == (0, 0, 0, {})
+
+
+async def test_a_subscription_the_venue_dropped_silently_is_restored(
+    instance: str, case: VenueCase, sim: SimProc
+) -> None:
+    from engine.registry import load_venue
+
+    if load_venue(case.exchange).list_request(1) is None:
+        pytest.skip(f"{case.exchange} cannot list a connection's subscriptions")
+    manager = await WebSocketManager(engine_config(instance, case, sim, audit_interval=0.3)).start()
+    try:
+        await manager.connect_to_exchange(case.exchange, "c1", reconnect=FAST)
+        await manager.subscribe(
+            case.exchange, "c1", channel=case.trade_channel, symbols=list(case.symbols)
+        )
+        await manager.wait_for("c1", timeout=30)
+        assert await sim.fault("forget", count=1) == 1
+
+        async def restored() -> bool:
+            subs = (await sim.stats())["subscriptions"]
+            return manager.metrics("c1").audit_repairs >= 1 and sum(len(s) for s in subs) == 2
+
+        await until(restored, 10, "the audit to resubscribe what the venue dropped")
+        assert manager.metrics("c1").reconnects == 0
+    finally:
+        await manager.stop()

@@ -136,7 +136,7 @@ def test_the_demo_runs_and_cleans_up(instance: str, tmp_path: Path) -> None:
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path)}
     env.pop("WSM_DATABASE_URL", None)
     done = subprocess.run(
-        [*WSM, "demo", "--instance", instance, "--duration", "3"],
+        [*WSM, "demo", "--instance", instance, "--duration", "3", "--api-port", "0"],
         capture_output=True,
         text=True,
         timeout=180,
@@ -145,4 +145,28 @@ def test_the_demo_runs_and_cleans_up(instance: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "WSM demo is running" in done.stdout
     assert "binance-demo: live" in done.stdout
+    assert "Dashboard: http://127.0.0.1:" in done.stdout, "the demo serves the dashboard"
+    token = done.stdout.split("valid 12 h, user ")[1].splitlines()[1].strip()
+    assert token.count(".") == 2, "and prints a token for it"
     assert shm.instance_segments(instance) == []
+
+
+def test_token_is_accepted_by_the_api_secret(tmp_path: Path) -> None:
+    import jwt
+
+    secret = "s" * 48
+    env = {**os.environ, "WSM_API_JWT_SECRET": secret}
+    user = "3f0e4f7e-1111-4222-8333-944455556666"
+    done = subprocess.run(
+        [*WSM, "token", "--user", user, "--ttl", "60"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    claims = jwt.decode(done.stdout.strip(), secret, algorithms=["HS256"], audience="authenticated")
+    assert claims["sub"] == user and claims["role"] == "authenticated"
+    assert secret not in done.stdout + done.stderr
+    bad = subprocess.run([*WSM, "token", "--user", "nobody"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--user must be a UUID" in bad.stderr

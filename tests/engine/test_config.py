@@ -81,3 +81,24 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", {})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "x = = 1"), {})
+
+
+def test_api_keys_from_the_environment_and_secrets_never_shown() -> None:
+    secret = "s3cret-" + "x" * 40
+    cfg = load_config(
+        None,
+        {
+            "WSM_API_JWT_SECRET": secret,
+            "WSM_API_TRUSTED_PROXIES": "10.0.0.1/32, 192.168.1.0/24",
+            "WSM_API_RATE_LIMIT_BURST": "5",
+        },
+    )
+    assert cfg.api.jwt_secret == secret
+    assert cfg.api.trusted_proxies == ["10.0.0.1/32", "192.168.1.0/24"]
+    assert cfg.api.rate_limit_burst == 5
+    assert secret not in repr(cfg) and secret not in repr(cfg.api)
+
+
+def test_a_short_jwt_secret_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"api\.jwt_secret"):
+        load_config(None, {"WSM_API_JWT_SECRET": "short"})

@@ -93,6 +93,8 @@ def test_acks_errors_and_shutdown_notices() -> None:
         session.on_message(f, RECV)
     for f in frames(SPOT / "server_shutdown_doc.jsonl"):
         session.on_message(f, RECV)
+    session.on_message(b'{"result":["btcusdt@trade"],"id":3}', RECV)
+    assert events.listings == [(3, ["btcusdt@trade"])]
     assert events.acks == [
         (1, True, None, ""),
         (312, True, None, ""),

@@ -1,0 +1,1 @@
+"""Route modules: plain async functions, one resource per module."""
