@@ -33,8 +33,10 @@ from engine.streams import RouteTable, Stream
 from engine.venue import SessionEvents, Sink
 
 MS = 1_000_000  # ns per ms
+# plain ints: reading an enum member costs ~0.1 us, a module global ~0.01 us
 _LAST = int(Flag.LAST)
-_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
+_TRADE = int(Kind.TRADE)
+_SIDES = {"buy": int(Side.BUY), "sell": int(Side.SELL)}
 
 
 def on_match(frame: Any, route: Stream, recv_ns: int, session: KucoinSession) -> int:
@@ -45,10 +47,10 @@ def on_match(frame: Any, route: Stream, recv_ns: int, session: KucoinSession) ->
     side = _SIDES.get(d.side)
     if side is None:
         session.events.on_parse_error("match", f"unknown side {d.side!r}")
-        side = Side.NONE
+        side = int(Side.NONE)
     exch: int = d.time
     session.sink.append(
-        Kind.TRADE, side, _LAST, route.symbol, exch, recv_ns, d.price, d.size, d.sequence, 0
+        _TRADE, side, _LAST, route.symbol, exch, recv_ns, d.price, d.size, d.sequence, 0
     )
     return exch
 
