@@ -1,6 +1,8 @@
 """KuCoin decode+parse per message kind, with Binance's equivalent as the in-run baseline.
 
-Run: `pytest bench/test_parse_kucoin.py --benchmark-columns=min,median,max`.
+Run: `pytest bench/test_parse_kucoin.py --benchmark-columns=min,median,max`, or, with the
+rounds of all six variants interleaved so that the machine's drift hits them alike (the figures
+in bench/RESULTS.md): `python -m bench.test_parse_kucoin --rounds 21`.
 
 Each round feeds N distinct frames (prices, sizes and ids vary) of one kind through the venue's
 `Session.on_message`, the whole hot path but the ring: one typed decode, one route lookup, the
@@ -144,41 +146,93 @@ VENUES: dict[str, tuple[Venue, Callable[[str, list[str]], list[bytes]], list[str
 }
 
 
-@pytest.mark.parametrize("kind", ["trades", "ticker", "orderbook"])
-@pytest.mark.parametrize("venue_name", ["kucoin", "binance"])
-def test_decode_and_parse(benchmark: Any, venue_name: str, kind: str) -> None:
-    venue, make, symbols = VENUES[venue_name]
-    channel = venue.spec.channel(kind)
-    assert channel is not None
-    sink, events, routes = NullSink(), Events(), RouteTable()
-    streams: list[Stream] = []
-    for sid, sym in enumerate(symbols, 1):
-        stream = make_stream(venue, channel, sym, sid, sink, lambda s: None)
-        routes.add(stream)
-        streams.append(stream)
-    session = venue.session(routes, sink, events)
-    frames = make(kind, symbols)
-    on_message = session.on_message
+KINDS = ("trades", "ticker", "orderbook")
 
-    def reset() -> None:
-        for stream in streams:
+
+class Variant:
+    """One venue's session over N frames of one kind, reset before every round."""
+
+    def __init__(self, venue_name: str, kind: str) -> None:
+        venue, make, symbols = VENUES[venue_name]
+        channel = venue.spec.channel(kind)
+        assert channel is not None
+        self.sink, self.events, routes = NullSink(), Events(), RouteTable()
+        self.streams: list[Stream] = []
+        for sid, sym in enumerate(symbols, 1):
+            stream = make_stream(venue, channel, sym, sid, self.sink, lambda s: None)
+            routes.add(stream)
+            self.streams.append(stream)
+        self.on_message = venue.session(routes, self.sink, self.events).on_message
+        self.frames = make(kind, symbols)
+
+    def reset(self) -> None:
+        for stream in self.streams:
             stream.last_id = 0
+            stream.count = 0
             if stream.book is not None:
-                snap = BookSnapshot(SEQ0, [(100.0, 1.0)], [(103.0, 1.0)])
                 stream.book.start()
-                stream.book.on_snapshot(snap, 0)
+                stream.book.on_snapshot(BookSnapshot(SEQ0, [(100.0, 1.0)], [(103.0, 1.0)]), 0)
+                stream.book.counters.deltas = 0
 
-    def run() -> None:
-        for i, frame in enumerate(frames):
+    def run(self) -> None:
+        on_message = self.on_message
+        for i, frame in enumerate(self.frames):
             on_message(frame, i)
 
-    reset()
-    run()  # warm up, and prove every frame is taken
-    assert events.errors == [], events.errors[:3]
-    assert all(s.count == N // SYMBOLS for s in streams)
-    for stream in streams:
-        if stream.book is not None:
-            assert stream.book.counters.deltas == N // SYMBOLS, "every change was applied"
-            assert stream.book.counters.gaps == 0
+    def check(self) -> None:
+        """Every frame was taken: no error, no duplicate dropped, every book change applied."""
+        assert self.events.errors == [], self.events.errors[:3]
+        assert all(s.count == N // SYMBOLS for s in self.streams)
+        for stream in self.streams:
+            if stream.book is not None:
+                assert stream.book.counters.deltas == N // SYMBOLS
+                assert stream.book.counters.gaps == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("venue_name", ["kucoin", "binance"])
+def test_decode_and_parse(benchmark: Any, venue_name: str, kind: str) -> None:
+    variant = Variant(venue_name, kind)
+    variant.reset()
+    variant.run()  # warm up, and prove every frame is taken
+    variant.check()
     benchmark.extra_info["messages_per_round"] = N
-    benchmark.pedantic(run, setup=reset, rounds=30, iterations=1)
+    benchmark.pedantic(variant.run, setup=variant.reset, rounds=30, iterations=1)
+
+
+def main() -> None:
+    import argparse
+    import statistics
+    import time
+
+    parser = argparse.ArgumentParser(description="interleaved rounds, ns per message")
+    parser.add_argument("--rounds", type=int, default=21)
+    rounds = parser.parse_args().rounds
+    variants = {(v, k): Variant(v, k) for k in KINDS for v in VENUES}
+    for variant in variants.values():
+        variant.reset()
+        variant.run()
+        variant.check()
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
+    for _ in range(rounds):
+        for key, variant in variants.items():
+            variant.reset()
+            start = time.perf_counter_ns()
+            variant.run()
+            times[key].append((time.perf_counter_ns() - start) / N)
+    print("| kind | venue | median ns/msg | min-max | KuCoin / Binance (medians) |")
+    print("|---|---|---|---|---|")
+    for kind in KINDS:
+        for venue_name in VENUES:
+            t = times[(venue_name, kind)]
+            ratio = statistics.median(times[("kucoin", kind)]) / statistics.median(
+                times[("binance", kind)]
+            )
+            print(
+                f"| {kind} | {venue_name} | {statistics.median(t):,.0f} | "
+                f"{min(t):,.0f}-{max(t):,.0f} | {ratio:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
