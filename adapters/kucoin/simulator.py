@@ -32,8 +32,11 @@ import orjson
 from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
 from adapters.simkit.server import SimClient, SimServer
 
-TOPICS = {"/market/match": "trade.l3match", "/market/ticker": "trade.ticker"}
-TOPICS["/market/level2"] = "trade.l2update"
+TOPICS = {  # topic prefix -> the frames' subject
+    "/market/match": "trade.l3match",
+    "/market/ticker": "trade.ticker",
+    "/market/level2": "trade.l2update",
+}
 MAX_TOPICS_PER_REQUEST = 100
 MAX_MESSAGES = 100  # client messages ...
 MESSAGE_WINDOW = 10.0  # ... per this many seconds
@@ -203,6 +206,8 @@ class KucoinSim:
             self._welcome(client)
 
     def _welcome(self, client: SimClient) -> None:
+        if self.server is None or client not in self.server.clients:
+            return  # gone before its (delayed) welcome
         client.state["welcomed"] = True
         client.send(orjson.dumps({"id": client.state["connect_id"], "type": "welcome"}))
 
