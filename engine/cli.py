@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from engine.errors import WSMError
 
@@ -129,9 +131,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             max_lifetime=args.max_lifetime,
             seed=args.seed,
             extra_symbols=args.symbols,
+            options=dict(args.option),
+            rest_port=args.rest_port,
         )
     )
     return 0
+
+
+def _sim_option(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE` of `wsm simulate --option`: VALUE as JSON when it parses (numbers, true)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -199,11 +214,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0: any free port")
+    p.add_argument(
+        "--rest-port",
+        type=int,
+        default=0,
+        help="for venues whose REST API has a listener of its own (0: any free port)",
+    )
     p.add_argument("--rate", type=float, default=50.0, help="market events per second")
     p.add_argument("--ping-interval", type=float, help="server pings every N seconds")
     p.add_argument("--max-lifetime", type=float, help="cut connections after N seconds")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--symbols", type=int, default=0, help="extra synthetic symbols")
+    p.add_argument(
+        "--option",
+        type=_sim_option,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a venue-specific simulator option (repeatable), e.g. ping_interval_ms=500",
+    )
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("run", help="run the engine")

@@ -156,6 +156,8 @@ class Shard:
             int(self.worker.limits.requests_per_second)
         )
         self._wake = asyncio.Event()
+        self._welcomed = asyncio.Event()  # per socket, on venues that greet (`spec.welcome`)
+        self._abort_reason = ""  # why we dropped the socket ourselves, if we did
         self._tasks: set[asyncio.Task[Any]] = set()
         self.task: asyncio.Task[None] | None = None
         self._retired_counts = (0, 0)  # msgs/bytes of earlier sockets of this shard
@@ -222,6 +224,8 @@ class Shard:
         # A session per physical connection: per-connection venue state (a connection-wide
         # sequence, a heartbeat counter) starts afresh with every socket.
         self.session = worker.venue.session(worker.routes, worker.writer, self)
+        self._welcomed = asyncio.Event()  # the greeting may arrive with the handshake's answer
+        self._abort_reason = ""
         transport, listener = await asyncio.wait_for(
             picows.ws_connect(
                 lambda: ShardListener(self),
@@ -254,7 +258,7 @@ class Shard:
             self.pending[req.id] = req
             self._queue.put_nowait(req)
         self._queue_subscribe(sorted(self.wanted))
-        if not self.pending and self._queue.empty():
+        if not self.worker.venue.spec.welcome and not self.pending and self._queue.empty():
             self._went_live()
         lifetime = self._spawn(self._watch_lifetime())
         audit = self._spawn(self._audit())
@@ -268,7 +272,9 @@ class Shard:
         self.active.clear()
         self.pending.clear()
         self._queue = asyncio.Queue()
-        if listener.ping_outstanding:
+        if self._abort_reason:
+            reason, state = self._abort_reason, ConnState.CLOSED
+        elif listener.ping_outstanding:
             reason, state = "heartbeat timeout (no pong)", ConnState.STALE
         elif listener.close_code is not None:
             reason = f"closed by the venue ({listener.close_code} {listener.close_reason})".strip()
@@ -336,13 +342,27 @@ class Shard:
             self._queue.put_nowait(req)
 
     async def _send_requests(self, transport: picows.WSTransport) -> None:
-        """Paced within the venue's client-message limit."""
+        """Paced within the venue's client-message limit; on greeting venues, after the welcome."""
+        if self.worker.venue.spec.welcome and not await self._await_welcome(transport):
+            return
         while True:
             req = await self._queue.get()
             await self.rate.acquire()
             transport.send(_TEXT, req.text)
             self.msgs_out += 1
             self.bytes_out += len(req.text)
+
+    async def _await_welcome(self, transport: picows.WSTransport) -> bool:
+        timeout = self.worker.config.connect_timeout
+        try:
+            await asyncio.wait_for(self._welcomed.wait(), timeout)
+        except TimeoutError:
+            self._abort_reason = self.last_error = f"no welcome from the venue within {timeout:g}s"
+            transport.disconnect()
+            return False
+        if not self.pending and self._queue.empty():
+            self._went_live()
+        return True
 
     def add_streams(self, names: list[str]) -> None:
         """Want these streams; requests go out batched at the end of this loop iteration."""
@@ -419,6 +439,9 @@ class Shard:
     def on_pong(self) -> None:
         if self.listener is not None:
             self.listener.pong_received()
+
+    def on_welcome(self) -> None:
+        self._welcomed.set()
 
     def on_gap(self, stream: str | None, reason: int) -> None:
         self.worker.resync(self, list(self.wanted) if stream is None else [stream], reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Any
 
 import orjson
 
@@ -21,17 +22,21 @@ async def serve(
     max_lifetime: float | None = None,
     seed: int = 1,
     extra_symbols: int = 0,
+    options: dict[str, Any] | None = None,
+    rest_port: int = 0,
 ) -> None:
+    """`options` are the venue simulator's own keyword arguments (`wsm simulate --option`)."""
     from adapters.simkit import SimServer
 
     venue = load_venue(exchange)
     server = SimServer(
-        venue.simulator(seed=seed, extra_symbols=extra_symbols),
+        venue.simulator(seed=seed, extra_symbols=extra_symbols, **(options or {})),
         host=host,
         port=port,
         rate=rate,
         ping_interval=ping_interval,
         max_lifetime=max_lifetime,
+        rest_port=rest_port,
     )
     await server.start()
     info = {

@@ -73,6 +73,9 @@ class VenueSpec(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat: Heartbeat
     limits: Limits
     channels: tuple[Channel, ...]
+    # The venue greets every new connection (KuCoin's `welcome`) and wants nothing sent before
+    # the greeting: requests wait for `SessionEvents.on_welcome` (at most the connect timeout).
+    welcome: bool = False
 
     def channel(self, name: str) -> Channel | None:
         for ch in self.channels:
@@ -185,6 +188,10 @@ class SessionEvents(Protocol):
     def on_pong(self) -> None: ...
     def on_listing(self, request_id: int, streams: list[str]) -> None:
         """The venue's own list of this connection's subscriptions."""
+        ...
+
+    def on_welcome(self) -> None:
+        """The venue greeted the connection (`VenueSpec.welcome`): requests may go out now."""
         ...
 
     def on_gap(self, stream: str | None, reason: int) -> None:

@@ -97,6 +97,7 @@ class Events:
         self.listings: list[tuple[int, list[str]]] = []
         self.gaps: list[tuple[str | None, int]] = []
         self.pongs = 0
+        self.welcomes = 0
 
     def on_ack(self, request_id: int, ok: bool, code: Any, message: str) -> None:
         self.acks.append((request_id, ok, code, message))
@@ -115,6 +116,9 @@ class Events:
 
     def on_gap(self, stream: str | None, reason: int) -> None:
         self.gaps.append((stream, reason))
+
+    def on_welcome(self) -> None:
+        self.welcomes += 1
 
 
 def frames(path: Path) -> list[bytes]:

@@ -10,6 +10,11 @@ listening for a while: connections are refused), `reject` (refuse the next subsc
 with the venue's error), `reset` (clear faults). `GET /_sim/pause?value=1` quiesces the market
 (batched book updates are still flushed), `/_sim/stats` reports, and venue paths such as
 `/_sim/book?symbol=` and `/_sim/trades?symbol=` show what the simulator published.
+
+picows answers plain GETs only. A venue whose REST API needs other methods (KuCoin's
+`POST /api/v1/bullet-public`) sets `rest_server = True`: its REST endpoints and the control
+endpoint are then served by an aiohttp listener on a port of their own (`rest_url`), as real
+venues serve REST and WebSocket from different hosts; the WebSocket port keeps answering GETs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 import picows
+from aiohttp import web
 from picows import WSMsgType, WSUpgradeResponse, WSUpgradeResponseWithListener
 
 
@@ -136,10 +142,15 @@ class SimServer:
         ping_interval: float | None = None,
         pong_timeout: float = 60.0,
         max_lifetime: float | None = None,
+        rest_port: int = 0,
     ) -> None:
         self.venue = venue
         self.host = host
         self.port = port
+        # the venue's REST API on a listener of its own (see the module docstring)
+        self.rest_port: int | None = rest_port if getattr(venue, "rest_server", False) else None
+        self._rest: web.AppRunner | None = None
+        self._rest_site: web.TCPSite | None = None
         self.rate = rate
         self.tick_seconds = tick
         self.ping_interval = ping_interval
@@ -162,9 +173,15 @@ class SimServer:
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self.host}:{self.port if self.rest_port is None else self.rest_port}"
 
     async def start(self) -> SimServer:
+        if self.rest_port is not None:
+            app = web.Application()
+            app.router.add_route("*", "/{path:.*}", self._on_rest)
+            self._rest = web.AppRunner(app, access_log=None)
+            await self._rest.setup()
+            await self._listen_rest()
         await self._listen()
         self._ticker = asyncio.get_running_loop().create_task(self._run_market())
         return self
@@ -188,6 +205,23 @@ class SimServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def _listen_rest(self) -> None:
+        assert self._rest is not None
+        self._rest_site = web.TCPSite(
+            self._rest, self.host, self.rest_port or 0, reuse_address=True
+        )
+        await self._rest_site.start()
+        self.rest_port = int(self._rest.addresses[-1][1])
+
+    async def _on_rest(self, request: web.Request) -> web.Response:
+        path, query = request.path, dict(request.query)
+        if path.startswith("/_sim/"):
+            status, body = self._control(path, query)
+        else:
+            answer = self.venue.http(request.method, path, query)
+            status, body = answer or (404, b'{"error":"not found"}')
+        return web.Response(status=status, body=body, content_type="application/json")
+
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
@@ -201,6 +235,9 @@ class SimServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self._rest is not None:
+            await self._rest.cleanup()
+            self._rest = None
 
     async def __aenter__(self) -> SimServer:
         return await self.start()
@@ -335,8 +372,16 @@ class SimServer:
         if self._server is not None:
             self._server.close()  # stop listening; wait_closed would wait for the clients
             self._server = None
+        if self._rest_site is not None:
+            await self._rest_site.stop()
+            self._rest_site = None
         self.close_all()
-        self._later(seconds, lambda: self._spawn(self._listen()))
+        self._later(seconds, lambda: self._spawn(self._relisten()))
+
+    async def _relisten(self) -> None:
+        if self._rest is not None:
+            await self._listen_rest()
+        await self._listen()
 
     def reset(self) -> None:
         self._refuse_until = 0.0

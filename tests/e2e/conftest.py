@@ -117,7 +117,7 @@ def case(request: pytest.FixtureRequest) -> VenueCase:
 
 @pytest.fixture
 async def sim(case: VenueCase) -> AsyncIterator[SimProc]:
-    s = await SimProc(case.exchange).start()
+    s = await SimProc(case).start()
     yield s
     await s.stop()
 

@@ -30,8 +30,9 @@ class VenueCase:
     book_channel: str = "orderbook"
     trade_channel: str = "trades"
     trade_ids_contiguous: bool = True  # simulator trade ids step by one per symbol
-    has_shutdown_notice: bool = True  # the venue announces that it will close a connection
+    shutdown_notice: bool = True  # the venue announces a cut (else it just closes)
     reject_reason: str = "Invalid request"  # in the venue's refusal of a subscription
+    sim_args: tuple[str, ...] = ()  # for `wsm simulate`, e.g. the venue's timings for tests
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -41,8 +42,18 @@ CASES = [
         "coinbase",
         ("BTC/USD", "ETH/USD"),
         ("BTC-USD", "ETH-USD"),
-        has_shutdown_notice=False,
+        shutdown_notice=False,
         reject_reason="Failed to subscribe",
+    ),
+    VenueCase(
+        "kucoin",
+        ("BTC/USDT", "ETH/USDT"),
+        ("BTC-USDT", "ETH-USDT"),
+        trade_ids_contiguous=False,  # refs are the symbol's sequence, shared with the book
+        shutdown_notice=False,
+        # the token's ping interval/timeout are the heartbeat (config overrides do not apply)
+        sim_args=("--option", "ping_interval_ms=1000", "--option", "ping_timeout_ms=1000"),
+        reject_reason="is not found",
     ),
 ]
 
@@ -54,13 +65,24 @@ def free_port() -> int:
 
 
 class SimProc:
-    """`wsm simulate` in its own process, driven through its HTTP control endpoint."""
+    """`wsm simulate` in its own process, driven through its HTTP control endpoint. Given a
+    `VenueCase`, it runs with the case's `sim_args`."""
 
     def __init__(
-        self, exchange: str, *, port: int = 0, rate: float = 200.0, args: list[str] | None = None
+        self,
+        exchange: str | VenueCase,
+        *,
+        port: int = 0,
+        rate: float = 200.0,
+        args: list[str] | None = None,
     ) -> None:
+        if isinstance(exchange, VenueCase):  # the case's own simulator arguments first
+            args = [*exchange.sim_args, *(args or [])]
+            exchange = exchange.exchange
         self.exchange = exchange
         self.port = port
+        # a fixed port comes with a fixed REST port, so a restart keeps both URLs
+        self.rest_port = free_port() if port else 0
         self.rate = rate
         self.args = args or []
         self.proc: asyncio.subprocess.Process | None = None
@@ -77,6 +99,8 @@ class SimProc:
             self.exchange,
             "--port",
             str(self.port),
+            "--rest-port",
+            str(self.rest_port),
             "--rate",
             str(self.rate),
             *self.args,
@@ -88,7 +112,8 @@ class SimProc:
         assert line, f"{self.exchange} simulator did not start"
         info = orjson.loads(line)
         self.ws_url, self.rest_url = info["ws_url"], info["rest_url"]
-        self.port = int(self.rest_url.rsplit(":", 1)[1])
+        self.port = int(self.ws_url.rsplit(":", 1)[1])
+        self.rest_port = int(self.rest_url.rsplit(":", 1)[1])
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return self
