@@ -20,6 +20,9 @@ from engine.records import ASK, BID, Flag, GapReason, Kind
 from engine.venue import BookRules, BookSnapshot, Sink, Verdict
 
 MAX_BUFFERED = 10_000  # deltas kept while waiting for a snapshot
+_BOOK = int(Kind.BOOK_LEVEL)
+_BID, _ASK = int(BID), int(ASK)
+_LAST, _SNAPSHOT = int(Flag.LAST), int(Flag.SNAPSHOT)
 
 
 class Book:
@@ -192,15 +195,18 @@ class BookSync:
         recv_ns: int,
         uid: int,
     ) -> None:
+        # plain ints: IntFlag/IntEnum arithmetic per level costs more than the append
         append = self.sink.append
         sym = self.symbol
-        n = len(bids) + len(asks)
-        i = 0
-        for side, levels in ((BID, bids), (ASK, asks)):
-            for price, size in levels:
-                i += 1
-                f = flags | Flag.LAST if i == n else flags
-                append(Kind.BOOK_LEVEL, side, f, sym, exch_ts, recv_ns, price, size, uid, 0)
+        levels = [(_BID, p, s) for p, s in bids]
+        levels += [(_ASK, p, s) for p, s in asks]
+        if not levels:
+            return
+        last = levels.pop()
+        for side, price, size in levels:
+            append(_BOOK, side, flags, sym, exch_ts, recv_ns, price, size, uid, 0)
+        side, price, size = last
+        append(_BOOK, side, flags | _LAST, sym, exch_ts, recv_ns, price, size, uid, 0)
 
     def on_snapshot(self, snap: BookSnapshot, recv_ns: int) -> None:
         """A fresh snapshot: publish it, then replay the buffered deltas after it."""
@@ -274,9 +280,9 @@ class BookSync:
         sym, uid, ts = self.symbol, snap.update_id, snap.exch_ts
         n = len(snap.bids) + len(snap.asks)
         append(Kind.SNAPSHOT_BEGIN, 0, 0, sym, ts, recv_ns, 0.0, 0.0, uid, n)
-        for side, levels in ((BID, snap.bids), (ASK, snap.asks)):
+        for side, levels in ((_BID, snap.bids), (_ASK, snap.asks)):
             for price, size in levels:
-                append(Kind.BOOK_LEVEL, side, Flag.SNAPSHOT, sym, ts, recv_ns, price, size, uid, 0)
+                append(_BOOK, side, _SNAPSHOT, sym, ts, recv_ns, price, size, uid, 0)
         append(Kind.SNAPSHOT_END, 0, Flag.LAST, sym, ts, recv_ns, 0.0, 0.0, uid, n)
         self.counters.snapshots += 1
 
