@@ -106,6 +106,7 @@ class BookSync:
     __slots__ = (
         "_buffer",
         "_request",
+        "_verify",
         "book",
         "counters",
         "epoch",
@@ -126,6 +127,8 @@ class BookSync:
         counters: BookCounters | None = None,
     ) -> None:
         self.rules = rules
+        # optional: a venue whose messages carry a checksum of the book checks it here
+        self._verify: Callable[[Book, Any], bool] | None = getattr(rules, "verify", None)
         self.symbol = symbol
         self.sink = sink
         self._request = request_snapshot
@@ -181,6 +184,8 @@ class BookSync:
             book.set_ask(price, size)
         if book.crossed():
             return self.invalidate(GapReason.CROSSED_BOOK, recv_ns)
+        if self._verify is not None and not self._verify(book, delta):
+            return self.invalidate(GapReason.CHECKSUM_MISMATCH, recv_ns)
         self.last_id = uid
         self.state = SyncState.LIVE
         self.counters.deltas += 1
@@ -216,7 +221,7 @@ class BookSync:
             book.set_bid(price, size)
         for price, size in snap.asks:
             book.set_ask(price, size)
-        if book.crossed():
+        if book.crossed() or (self._verify is not None and not self._verify(book, snap)):
             book.clear()
             self.counters.gaps += 1
             self._request(self)
@@ -263,6 +268,9 @@ class BookSync:
             book.set_ask(price, size)
         if book.crossed():
             self.invalidate(GapReason.CROSSED_BOOK, recv_ns)
+            return
+        if self._verify is not None and not self._verify(book, snap):
+            self.invalidate(GapReason.CHECKSUM_MISMATCH, recv_ns)
             return
         self.last_id = snap.update_id
         self.state = SyncState.LIVE

@@ -132,7 +132,12 @@ class Verdict(enum.IntEnum):
 
 class BookRules(Protocol):
     """A venue's book-integrity rules. Deltas are the adapter's decoded structs with
-    `first_id`, `last_id`, `prev_id`, `bids` and `asks` attributes."""
+    `first_id`, `last_id`, `prev_id`, `bids` and `asks` attributes.
+
+    A venue whose messages carry a checksum of the book also defines
+    `verify(book: engine.book.Book, message) -> bool`: called after each delta is applied and
+    after each snapshot (`message` is what the session passed: its own struct may carry the
+    checksum and the levels' exact text); False writes a `CHECKSUM_MISMATCH` gap and resyncs."""
 
     snapshot_from_rest: bool
 
