@@ -108,6 +108,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             max_lifetime=args.max_lifetime,
             seed=args.seed,
             extra_symbols=args.symbols,
+            blast=args.blast,
+            blast_count=args.blast_count,
         )
     )
     return 0
@@ -174,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lifetime", type=float, help="cut connections after N seconds")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--symbols", type=int, default=0, help="extra synthetic symbols")
+    p.add_argument(
+        "--blast",
+        metavar="RATE",
+        help="benchmarks: pre-encoded frames to every subscriber, 'max' or frames/s per stream "
+        "(also on demand: GET /_sim/blast?rate=max&count=N)",
+    )
+    p.add_argument("--blast-count", type=int, help="frames per stream and connection")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("run", help="run the engine")

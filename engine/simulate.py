@@ -21,8 +21,17 @@ async def serve(
     max_lifetime: float | None = None,
     seed: int = 1,
     extra_symbols: int = 0,
+    blast: str | None = None,
+    blast_count: int | None = None,
 ) -> None:
+    """`blast`: "max" or frames per second per stream: every client gets pre-encoded frames of
+    its subscribed streams as soon as it subscribes (`blast_count` per stream, else endless)."""
     from adapters.simkit import SimServer
+    from adapters.simkit.blast import BlastConfig
+
+    blast_config = None
+    if blast is not None:
+        blast_config = BlastConfig(rate=None if blast == "max" else float(blast), count=blast_count)
 
     venue = load_venue(exchange)
     server = SimServer(
@@ -32,6 +41,7 @@ async def serve(
         rate=rate,
         ping_interval=ping_interval,
         max_lifetime=max_lifetime,
+        blast=blast_config,
     )
     await server.start()
     info = {
