@@ -115,6 +115,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from bench.main import bench
+
+    return bench(args)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import uvloop
 
@@ -184,6 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--blast-count", type=int, help="frames per stream and connection")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "bench",
+        help="end-to-end benchmarks against the simulators (sections: ceiling wsm peers "
+        "paced latency scaling fanout; or soak)",
+    )
+    p.add_argument("sections", nargs="*", help="sections to run (default: all), or 'soak'")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
+    p.add_argument("--tiny", action="store_true", help="a tiny configuration (checks, no figures)")
+    p.add_argument("--peers", help="comma-separated peers (default: websockets,cryptofeed,ccxt)")
+    p.add_argument("--minutes", type=float, default=5.0, help="soak: how long")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("run", help="run the engine")
     p.add_argument("--config", help="TOML file (WSM_ variables override it)")

@@ -487,9 +487,12 @@ def _blast_stream(sim: BinanceSim, sym: SimSymbol, name: str, kind: str) -> Blas
         )
         body = f'{{"e":"bookTicker",{quote},"T":{{T:13}},"E":{{E:13}}}}' if fut else f"{{{quote}}}"
 
+        # Its own counter: advancing the book's update id would show as gaps in blasted depth.
+        ticker_id = [uid - 1]
+
         def fill_ticker(n: int, now_ms: int, rng: np.random.Generator) -> Values:
-            ids = np.arange(sym.update_id + 1, sym.update_id + 1 + n, dtype=np.int64)
-            sym.update_id += n
+            ids = np.arange(ticker_id[0] + 1, ticker_id[0] + 1 + n, dtype=np.int64)
+            ticker_id[0] += n
             return {
                 "u": ids,
                 "E": np.int64(now_ms),
@@ -519,12 +522,17 @@ def _blast_stream(sim: BinanceSim, sym: SimSymbol, name: str, kind: str) -> Blas
             head += f'"s":"{vs}",{ids}'
         body = f'{{{head},"b":[{levels("b")}],"a":[{levels("a")}]}}'
 
+        # Spot: U = previous u + 1. USD-M: U = previous u (= pu), so that the first event
+        # after a REST snapshot taken in a quiet moment still has U <= lastUpdateId <= u, the
+        # venue's bridging rule.
+        step = per - 1 if fut else per
+
         def fill_depth(n: int, now_ms: int, rng: np.random.Generator) -> Values:
-            first = sym.update_id + 1 + per * np.arange(n, dtype=np.int64)
-            sym.update_id += per * n
+            first = sym.update_id + (0 if fut else 1) + step * np.arange(n, dtype=np.int64)
+            sym.update_id += step * n
             now = np.int64(now_ms)
             values: Values = {"E": now, "T": now, "U": first, "u": first + per - 1}
-            values["pu"] = first - 1
+            values["pu"] = first if fut else first - 1
             for i in range(DEPTH_LEVELS):
                 values[f"bp{i}"] = px(bid - rng.integers(0, _SPREAD, n))
                 values[f"ap{i}"] = ask + rng.integers(0, _SPREAD, n)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,32 +191,59 @@ class _ClientBlast:
 
 
 class Blaster:
-    """Runs blasts to the clients of a `SimServer` (one task per client connection)."""
+    """Runs blasts to the clients of a `SimServer`.
 
-    def __init__(self, lookup: Callable[[str], BlastStream | None]) -> None:
+    Unlimited rate: one task per client connection, each writing chunks as fast as that
+    client drains them (a stream shared by two connections gives each its own ids: fine for a
+    benchmark, where each stream has one subscriber). Paced: one task for the server that
+    generates each stream's messages once per tick and writes the same frames to every
+    subscriber, one frame per write, as a venue does (so connections overlapping during a
+    make-before-break rollover see the same ids); a paused or stalled client loses them."""
+
+    def __init__(
+        self,
+        lookup: Callable[[str], BlastStream | None],
+        subscribers: Callable[[str], Iterable[Any]],
+        streams: Callable[[], Iterable[str]],
+    ) -> None:
         self.lookup = lookup
+        self.subscribers = subscribers
+        self.streams = streams
         self.blasts: list[_ClientBlast] = []
+        self.paced: asyncio.Task[None] | None = None
+        self.paced_sent: dict[Any, int] = {}  # client -> frames written
+        self.paced_started_ns = self.paced_finished_ns = 0
         self.runs = 0
 
     def start(self, clients: list[Any], config: BlastConfig) -> int:
         """Start a blast to every client with blastable subscriptions; returns how many."""
         self.stop()
         self.blasts = []
+        self.paced_sent = {}
+        self.paced = None
         self.runs += 1
-        return sum(self.start_client(c, config) for c in clients)
+        if config.rate is None:
+            return sum(self.start_client(c, config) for c in clients)
+        names = sorted({n for c in clients for n in c.subs if self._blastable(n, c)})
+        self.paced = asyncio.get_running_loop().create_task(self._broadcast(config, names))
+        return len({c for c in clients if any(self._blastable(n, c) for n in c.subs)})
 
     def start_client(self, client: Any, config: BlastConfig) -> bool:
-        """(Re)start the blast of one client over its current subscriptions."""
+        """A client subscribed while blasting is on: flood it, or make sure the paced
+        broadcast runs (it picks up new subscriptions by itself)."""
+        if config.rate is not None:
+            if self.paced is None or self.paced.done():
+                self.paced = asyncio.get_running_loop().create_task(self._broadcast(config, None))
+            return True
         old = getattr(client, "blast", None)
         if old is not None:
             self._cancel(old)
             self.blasts.remove(old)
-        shape = bool(client.state.get("combined", True))
-        streams = []
-        for name in sorted(client.subs):
-            bs = self.lookup(name)
-            if bs is not None and shape in bs.templates:
-                streams.append((bs, bs.templates[shape]))
+        streams = [
+            (bs, bs.templates[_shape(client)])
+            for bs in (self.lookup(n) for n in sorted(client.subs) if self._blastable(n, client))
+            if bs is not None
+        ]
         if not streams or client.transport is None:
             return False
         blast = _ClientBlast(client, streams, config)
@@ -226,9 +253,15 @@ class Blaster:
         self.blasts.append(blast)
         return True
 
+    def _blastable(self, name: str, client: Any) -> bool:
+        bs = self.lookup(name)
+        return bs is not None and _shape(client) in bs.templates
+
     def stop(self) -> None:
         for b in self.blasts:
             self._cancel(b)
+        if self.paced is not None and not self.paced.done():
+            self.paced.cancel()
 
     @staticmethod
     def _cancel(blast: _ClientBlast) -> None:
@@ -237,15 +270,25 @@ class Blaster:
         blast.client.blast = None
 
     def stats(self) -> dict[str, Any]:
+        if self.paced is not None:
+            done = self.paced.done()
+            seconds = (self.paced_finished_ns - self.paced_started_ns) / 1e9 if done else None
+            return {
+                "runs": self.runs,
+                "mode": "paced",
+                "clients": len(self.paced_sent),
+                "sent": sum(self.paced_sent.values()),
+                "done": done,
+                "per_client": [
+                    {"streams": sorted(c.subs), "sent": n, "seconds": seconds}
+                    for c, n in self.paced_sent.items()
+                ],
+            }
         return {
             "runs": self.runs,
+            "mode": "flood",
             "clients": len(self.blasts),
             "sent": sum(b.sent for b in self.blasts),
-            "target": (
-                None
-                if any(b.target is None for b in self.blasts)
-                else sum(b.target or 0 for b in self.blasts)
-            ),
             "done": all(b.task is not None and b.task.done() for b in self.blasts),
             "per_client": [
                 {
@@ -260,10 +303,7 @@ class Blaster:
     async def _run(self, blast: _ClientBlast) -> None:
         blast.started_ns = time.time_ns()
         try:
-            if blast.config.rate is None:
-                await self._flood(blast)
-            else:
-                await self._paced(blast)
+            await self._flood(blast)
         finally:
             blast.finished_ns = time.time_ns()
 
@@ -289,6 +329,8 @@ class Blaster:
                 left[i] = remaining - n
             if blast.client.closing or transport.is_closing():
                 return
+            while blast.client.stalled:
+                await asyncio.sleep(0.05)
             transport.write(self._render(stream, tpl, n, rng))
             blast.sent += n
             if blast.client.paused:
@@ -297,40 +339,66 @@ class Blaster:
             else:
                 await asyncio.sleep(0)  # let the server answer pings and control requests
 
-    async def _paced(self, blast: _ClientBlast) -> None:
-        """Frames due at each timer tick, each written on its own (one frame per write)."""
-        rng = np.random.default_rng(blast.config.seed)
-        rate = blast.config.rate or 1.0
-        left = [blast.config.count for _ in blast.streams]
-        transport = blast.client.transport.underlying_transport
+    async def _broadcast(self, config: BlastConfig, names: list[str] | None) -> None:
+        """Paced: each stream's frames due at this tick, generated once, written to every
+        subscriber one frame per write. `names` None: every subscribed blastable stream."""
+        self.paced_started_ns = time.time_ns()
+        rng = np.random.default_rng(config.seed)
+        rate = config.rate or 1.0
+        left: dict[str, int | None] = {}
         carry = 0.0
         last = time.monotonic()
-        while any(x is None or x > 0 for x in left):
-            await asyncio.sleep(0.0005)
-            now = time.monotonic()
-            carry += rate * (now - last)
-            last = now
-            due = int(carry)
-            carry -= due
-            if due == 0:
-                continue
-            if blast.client.closing or transport.is_closing():
-                return
-            for i, (stream, tpl) in enumerate(blast.streams):
-                remaining = left[i]
-                n = due if remaining is None else min(due, remaining)
-                if n <= 0:
+        try:
+            while True:
+                await asyncio.sleep(0.0005)
+                now = time.monotonic()
+                carry += rate * (now - last)
+                last = now
+                due = int(carry)
+                carry -= due
+                if due == 0:
                     continue
-                if remaining is not None:
-                    left[i] = remaining - n
-                rows = tpl.render(n, stream.fill(n, time.time_ns() // 1_000_000, rng))
-                stream.sent += n
-                for row in rows:
-                    transport.write(row.tobytes())
-                blast.sent += n
-            if blast.client.paused:
-                blast.writable.clear()
-                await blast.writable.wait()
+                current = names if names is not None else sorted(self.streams())
+                for name in current:
+                    remaining = left.setdefault(name, config.count)
+                    n = due if remaining is None else min(due, remaining)
+                    if n > 0 and self._send_paced(name, n, rng) and remaining is not None:
+                        left[name] = remaining - n
+                if names is not None and all(left.get(n) == 0 for n in names):
+                    return
+        finally:
+            self.paced_finished_ns = time.time_ns()
+
+    def _send_paced(self, name: str, n: int, rng: np.random.Generator) -> bool:
+        stream = self.lookup(name)
+        clients = [
+            c
+            for c in self.subscribers(name)
+            if c.transport is not None and not c.closing and not c.stalled
+        ]
+        if stream is None or not clients:
+            return False
+        values = stream.fill(n, time.time_ns() // 1_000_000, rng)
+        stream.sent += n
+        frames: dict[bool, list[bytes]] = {}
+        for c in clients:
+            shape = _shape(c)
+            if shape not in stream.templates:
+                continue
+            if shape not in frames:
+                frames[shape] = [r.tobytes() for r in stream.templates[shape].render(n, values)]
+            if c.paused:  # a client that cannot keep up loses frames, as with any venue
+                c.dropped += n
+                continue
+            write = c.transport.underlying_transport.write
+            for frame in frames[shape]:
+                write(frame)
+            self.paced_sent[c] = self.paced_sent.get(c, 0) + n
+        return True
+
+
+def _shape(client: Any) -> bool:
+    return bool(client.state.get("combined", True))
 
 
 def _round_robin(left: list[int | None]) -> Iterator[int]:

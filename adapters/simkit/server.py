@@ -167,7 +167,11 @@ class SimServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.paused_market = False
         self.blast_config = blast  # blast every client as soon as it subscribes
-        self.blaster = Blaster(getattr(venue, "blast_stream", lambda name: None))
+        self.blaster = Blaster(
+            getattr(venue, "blast_stream", lambda name: None),
+            lambda name: list(self.index.get(name, ())),
+            lambda: [name for name, subs in self.index.items() if subs],
+        )
         venue.attach(self)
 
     @property
