@@ -20,6 +20,11 @@ from engine.records import ASK, BID, Flag, GapReason, Kind
 from engine.venue import BookRules, BookSnapshot, Sink, Verdict
 
 MAX_BUFFERED = 10_000  # deltas kept while waiting for a snapshot
+# Plain ints for the per-level path (an IntEnum member lookup is a class attribute access).
+_BOOK_LEVEL = int(Kind.BOOK_LEVEL)
+_BID = int(BID)
+_ASK = int(ASK)
+_LAST = int(Flag.LAST)
 
 
 class Book:
@@ -48,6 +53,36 @@ class Book:
         elif bids.pop(price, None) is not None and len(self._bid_heap) > 4 * len(bids) + 64:
             self._bid_heap = [-p for p in bids]
             heapq.heapify(self._bid_heap)
+
+    def set_bids(self, levels: list[Any]) -> bool:
+        """`set_bid` for each (price, size) in one call; False at a negative size."""
+        bids, heap = self.bids, self._bid_heap
+        for price, size in levels:
+            if size < 0:
+                return False
+            if size:
+                if price not in bids:
+                    heapq.heappush(heap, -price)
+                bids[price] = size
+            elif bids.pop(price, None) is not None and len(heap) > 4 * len(bids) + 64:
+                self._bid_heap = heap = [-p for p in bids]
+                heapq.heapify(heap)
+        return True
+
+    def set_asks(self, levels: list[Any]) -> bool:
+        """`set_ask` for each (price, size) in one call; False at a negative size."""
+        asks, heap = self.asks, self._ask_heap
+        for price, size in levels:
+            if size < 0:
+                return False
+            if size:
+                if price not in asks:
+                    heapq.heappush(heap, price)
+                asks[price] = size
+            elif asks.pop(price, None) is not None and len(heap) > 4 * len(asks) + 64:
+                self._ask_heap = heap = list(asks)
+                heapq.heapify(heap)
+        return True
 
     def set_ask(self, price: float, size: float) -> None:
         asks = self.asks
@@ -168,14 +203,8 @@ class BookSync:
     def _apply(self, delta: Any, exch_ts: int, recv_ns: int) -> None:
         book = self.book
         uid = delta.last_id
-        for price, size in delta.bids:
-            if size < 0:
-                return self.invalidate(GapReason.BAD_UPDATE, recv_ns)
-            book.set_bid(price, size)
-        for price, size in delta.asks:
-            if size < 0:
-                return self.invalidate(GapReason.BAD_UPDATE, recv_ns)
-            book.set_ask(price, size)
+        if not (book.set_bids(delta.bids) and book.set_asks(delta.asks)):
+            return self.invalidate(GapReason.BAD_UPDATE, recv_ns)
         if book.crossed():
             return self.invalidate(GapReason.CROSSED_BOOK, recv_ns)
         self.last_id = uid
@@ -194,13 +223,17 @@ class BookSync:
     ) -> None:
         append = self.sink.append
         sym = self.symbol
+        last = flags | _LAST
         n = len(bids) + len(asks)
         i = 0
-        for side, levels in ((BID, bids), (ASK, asks)):
-            for price, size in levels:
-                i += 1
-                f = flags | Flag.LAST if i == n else flags
-                append(Kind.BOOK_LEVEL, side, f, sym, exch_ts, recv_ns, price, size, uid, 0)
+        for price, size in bids:
+            i += 1
+            f = last if i == n else flags
+            append(_BOOK_LEVEL, _BID, f, sym, exch_ts, recv_ns, price, size, uid, 0)
+        for price, size in asks:
+            i += 1
+            f = last if i == n else flags
+            append(_BOOK_LEVEL, _ASK, f, sym, exch_ts, recv_ns, price, size, uid, 0)
 
     def on_snapshot(self, snap: BookSnapshot, recv_ns: int) -> None:
         """A fresh snapshot: publish it, then replay the buffered deltas after it."""
