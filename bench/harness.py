@@ -11,7 +11,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
+
+# Children run from the directory that holds this `bench`, so that `python -m bench.clients`
+# finds this checkout's code whatever the caller's working directory holds.
+HOME = str(Path(__file__).resolve().parent.parent)
 
 
 class BenchError(Exception):
@@ -65,6 +70,7 @@ class Simulator:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            cwd=HOME,
         )
         info = _read_line(self.proc, 60, f"{exchange} simulator")
         self.ws_url, self.rest_url = info["ws_url"], info["rest_url"]
@@ -102,12 +108,15 @@ class Client:
     def __init__(self, job: dict[str, Any]) -> None:
         self.job = job
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if job.get("pythonpath"):  # another checkout of WSM (before/after comparisons)
+            env["PYTHONPATH"] = job["pythonpath"]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.clients", json.dumps(job)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            cwd=HOME,
         )
 
     def expect(self, event: str, timeout: float) -> dict[str, Any]:

@@ -55,7 +55,7 @@ Column = tuple[str, Callable[[dict[str, Any]], str]]
 
 COLUMNS: tuple[Column, ...] = (
     ("msg/s", lambda r: _fig(r.get("messages_per_s"))),
-    ("CPU us/msg", lambda r: _fig(r.get("cpu_us_per_msg"), "{:.2f}")),
+    ("CPU us/msg (= s per million)", lambda r: _fig(r.get("cpu_us_per_msg"), "{:.2f}")),
     ("levels/s", lambda r: _fig(r.get("levels_per_s"))),
     (
         "p50 / p99 / p99.9 us",
@@ -74,6 +74,8 @@ def _counts(r: dict[str, Any]) -> str:
         return f"did not run: {r['error'][:160]}"
     text = "ok" if r.get("counts_ok") else "; ".join(r.get("shortfall", []))[:200]
     extras = [f"{k} {r[k]}" for k in ("lost", "gaps", "parse_errors") if r.get(k)]
+    if r.get("frames_per_read"):
+        extras.append(f"{r['frames_per_read']['median']:,.1f} frames per read")
     return ", ".join([text, *extras])
 
 

@@ -267,7 +267,7 @@ class Suite:
         conns = max(1, o.paced_streams // 2)
         variants = [
             Variant(
-                f"{name}, trade",
+                f"{name}, {'aggTrade' if name == 'cryptofeed' else 'trade'}",
                 _job(
                     name,
                     "aggTrade" if name == "cryptofeed" else "trade",
