@@ -116,7 +116,7 @@ class Client:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            cwd=HOME,
+            cwd=job.get("pythonpath") or HOME,
         )
 
     def expect(self, event: str, timeout: float) -> dict[str, Any]:

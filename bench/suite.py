@@ -78,8 +78,8 @@ class Variant:
 Progress = Callable[[str], None]
 
 
-def _median(xs: list[float]) -> dict[str, float] | None:
-    xs = [x for x in xs if x is not None]
+def _median(values: list[float | None]) -> dict[str, float] | None:
+    xs = [x for x in values if x is not None]
     if not xs:
         return None
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
@@ -93,7 +93,9 @@ def summarize(v: Variant) -> dict[str, Any]:
         out["error"] = v.error
         return out
     out["messages_per_s"] = _median([r["rate"] for r in ok])
-    out["cpu_us_per_msg"] = _median([r["cpu_s"] / max(r["messages"], 1) * 1e6 for r in ok])
+    out["cpu_us_per_msg"] = _median(
+        [r["cpu_s"] / max(r["messages"], 1) * 1e6 for r in ok if r["cpu_s"] is not None]
+    )
     if any(r.get("levels") for r in ok):
         out["levels_per_s"] = _median([r["levels"] / r["seconds"] for r in ok if r.get("seconds")])
     lat = [r["latency_us"] for r in ok if r.get("latency_us")]
@@ -163,7 +165,7 @@ class Suite:
             "wsm": 3 * len(blast_venues()) + 1,
             "peers": 4 + 2 * len(self.o.peers) + 1,
             "paced": 2 + len(self.o.peers),
-            "latency": 1,
+            "latency": 2,
             "scaling": min(3, len(blast_venues())),
             "fanout": len(self.o.fanout_readers),
         }
@@ -311,7 +313,22 @@ class Suite:
             int(per * o.latency_seconds),
             rate=per,
         )
-        rows = self.interleave("latency", [v])
+        ring = Variant(
+            f"baseline: ring alone (a writer process, one record per {1e6 / o.latency_rate:g} us)",
+            {},
+            int(o.latency_rate * min(o.latency_seconds, 5.0)),
+        )
+        for r in range(o.rounds):  # interleaved with the engine's rounds
+            self.progress(f"latency: {v.label} (round {r + 1}/{o.rounds})")
+            try:
+                v.results.append(
+                    run_client(self.sim(v.sim), dict(v.job), rate=v.rate, count=v.count)
+                )
+            except BenchError as exc:
+                v.error = str(exc)[:500]
+            self.progress(f"latency: {ring.label} (round {r + 1}/{o.rounds})")
+            ring.results.append(_ring_alone(ring.count, 1.0 / o.latency_rate))
+        rows = [summarize(v), summarize(ring)]
         p99 = (rows[0].get("latency_us") or {}).get("p99")
         return {
             "title": (
@@ -400,6 +417,24 @@ class Suite:
                 )
             },
         }
+
+
+def _ring_alone(samples: int, interval: float) -> dict[str, Any]:
+    """The floor of the latency figure on this machine at this moment: bench.wakeup's writer
+    process (one record per `interval`, time.sleep between) and a sleeping reader process."""
+    from bench.wakeup import percentiles, run_variant
+
+    t0 = time.monotonic()
+    lat = run_variant("sleep", samples, interval)
+    seconds = time.monotonic() - t0
+    return {
+        "messages": len(lat),
+        "rate": None,  # paced by time.sleep; its rate is not the point
+        "seconds": seconds,
+        "cpu_s": None,
+        "latency_us": percentiles(lat),
+        "sim_sent": None,
+    }
 
 
 def _le(value: float | None, limit: float) -> dict[str, Any]:
