@@ -314,7 +314,8 @@ class Suite:
             rate=per,
         )
         ring = Variant(
-            f"baseline: ring alone (a writer process sleeping {1e6 / o.latency_rate:g} us per record)",
+            f"baseline: ring alone (a writer process sleeping {1e6 / o.latency_rate:g} us "
+            "per record)",
             {},
             int(o.latency_rate * min(o.latency_seconds, 5.0)),
         )
