@@ -35,6 +35,9 @@ def test_bench_runs_end_to_end_and_emits_json() -> None:
         for row in section["rows"]:
             assert "error" not in row, (name, row["label"], row.get("error"))
             assert row["counts_ok"], (name, row["label"], row.get("shortfall"))
+            if row["label"].startswith("baseline: ring alone"):  # latency only
+                assert row["latency_us"]["p50"]["median"] > 0
+                continue
             assert row["messages_per_s"]["median"] > 0
             assert row["cpu_us_per_msg"]["median"] > 0
     labels = [r["label"] for r in report["sections"]["wsm"]["rows"]]
@@ -43,6 +46,7 @@ def test_bench_runs_end_to_end_and_emits_json() -> None:
     assert book["levels_per_s"]["median"] > 0
     lat = report["sections"]["latency"]["rows"][0]["latency_us"]
     assert lat["p50"]["median"] <= lat["p99"]["median"] <= lat["p99.9"]["median"]
+    assert len(report["sections"]["latency"]["rows"]) == 2  # the engine and the ring alone
     assert len(report["sections"]["fanout"]["rows"]) == 2
 
 
