@@ -30,8 +30,7 @@ import numpy as np
 
 _FIELD = re.compile(rb"\{([A-Za-z_][A-Za-z0-9_]*):(bool|\d+(?:\.\d+)?)\}")
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
-_TRUE = np.frombuffer(b" true", dtype=np.uint8)
-_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+_BOOLS = np.frombuffer(b"false true", dtype=np.uint8).reshape(2, 5)  # row 1: " true"
 
 Values = dict[str, Any]  # field name -> array of n values, or one scalar for all
 
@@ -98,7 +97,7 @@ class FrameTemplate:
         for f in self.fields:
             v = values[f.name]
             if f.kind == "bool":
-                out[:, f.offset : f.offset + 5] = np.where(np.asarray(v)[..., None], _TRUE, _FALSE)
+                out[:, f.offset : f.offset + 5] = _BOOLS[np.asarray(v, dtype=np.intp)]
                 continue
             v = np.asarray(v, dtype=np.int64)
             if v.size and (
