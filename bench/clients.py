@@ -541,10 +541,14 @@ def main() -> None:
 
     logging.basicConfig(level=logging.CRITICAL)
     job = json.loads(sys.argv[1])
+    if job["variant"] not in RUNNERS:
+        emit("error", error=f"unknown variant {job['variant']!r} (known: {', '.join(RUNNERS)})")
+        raise SystemExit(2)
     try:
         result = uvloop.run(RUNNERS[job["variant"]](job))
     except Exception as exc:  # reported, never silently skipped
-        emit("error", error=f"{type(exc).__name__}: {exc}")
+        hint = " (the peers: pip install -e '.[peers]')" if isinstance(exc, ImportError) else ""
+        emit("error", error=f"{type(exc).__name__}: {exc}{hint}")
         raise SystemExit(1) from None
     emit("result", **result)
 
