@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import time
+import uuid
 from typing import Any
 
 import multiprocess as mp
@@ -21,9 +22,12 @@ import numpy as np
 
 from engine.records import Kind
 from engine.ring import Ring, RingReader, RingWriter
-from tests.conftest import new_instance
 
 ctx = mp.get_context("spawn")
+
+
+def new_instance() -> str:
+    return f"wake{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _writer(instance: str, samples: int, interval: float, pipe_w: Any, ready: Any) -> None:
@@ -64,7 +68,7 @@ def run_variant(mode: str, samples: int, interval: float) -> list[int]:
     writer = ctx.Process(target=_writer, args=(instance, samples, interval, w_fd, ready))
     reader.start()
     writer.start()
-    lat = out.get(timeout=120)
+    lat: list[int] = out.get(timeout=120)
     writer.join(60)
     reader.join(60)
     ring.close()

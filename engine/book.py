@@ -20,9 +20,12 @@ from engine.records import ASK, BID, Flag, GapReason, Kind
 from engine.venue import BookRules, BookSnapshot, Sink, Verdict
 
 MAX_BUFFERED = 10_000  # deltas kept while waiting for a snapshot
-_BOOK = int(Kind.BOOK_LEVEL)
-_BID, _ASK = int(BID), int(ASK)
-_LAST, _SNAPSHOT = int(Flag.LAST), int(Flag.SNAPSHOT)
+# Plain ints for the per-level path (an IntEnum member lookup is a class attribute access).
+_BOOK_LEVEL = int(Kind.BOOK_LEVEL)
+_BID = int(BID)
+_ASK = int(ASK)
+_LAST = int(Flag.LAST)
+_SNAPSHOT = int(Flag.SNAPSHOT)
 
 
 class Book:
@@ -51,6 +54,36 @@ class Book:
         elif bids.pop(price, None) is not None and len(self._bid_heap) > 4 * len(bids) + 64:
             self._bid_heap = [-p for p in bids]
             heapq.heapify(self._bid_heap)
+
+    def set_bids(self, levels: list[Any]) -> bool:
+        """`set_bid` for each (price, size) in one call; False at a negative size."""
+        bids, heap = self.bids, self._bid_heap
+        for price, size in levels:
+            if size < 0:
+                return False
+            if size:
+                if price not in bids:
+                    heapq.heappush(heap, -price)
+                bids[price] = size
+            elif bids.pop(price, None) is not None and len(heap) > 4 * len(bids) + 64:
+                self._bid_heap = heap = [-p for p in bids]
+                heapq.heapify(heap)
+        return True
+
+    def set_asks(self, levels: list[Any]) -> bool:
+        """`set_ask` for each (price, size) in one call; False at a negative size."""
+        asks, heap = self.asks, self._ask_heap
+        for price, size in levels:
+            if size < 0:
+                return False
+            if size:
+                if price not in asks:
+                    heapq.heappush(heap, price)
+                asks[price] = size
+            elif asks.pop(price, None) is not None and len(heap) > 4 * len(asks) + 64:
+                self._ask_heap = heap = list(asks)
+                heapq.heapify(heap)
+        return True
 
     def set_ask(self, price: float, size: float) -> None:
         asks = self.asks
@@ -174,14 +207,8 @@ class BookSync:
     def _apply(self, delta: Any, exch_ts: int, recv_ns: int) -> None:
         book = self.book
         uid = delta.last_id
-        for price, size in delta.bids:
-            if size < 0:
-                return self.invalidate(GapReason.BAD_UPDATE, recv_ns)
-            book.set_bid(price, size)
-        for price, size in delta.asks:
-            if size < 0:
-                return self.invalidate(GapReason.BAD_UPDATE, recv_ns)
-            book.set_ask(price, size)
+        if not (book.set_bids(delta.bids) and book.set_asks(delta.asks)):
+            return self.invalidate(GapReason.BAD_UPDATE, recv_ns)
         if book.crossed():
             return self.invalidate(GapReason.CROSSED_BOOK, recv_ns)
         if self._verify is not None and not self._verify(book, delta):
@@ -203,15 +230,17 @@ class BookSync:
         # plain ints: IntFlag/IntEnum arithmetic per level costs more than the append
         append = self.sink.append
         sym = self.symbol
-        levels = [(_BID, p, s) for p, s in bids]
-        levels += [(_ASK, p, s) for p, s in asks]
-        if not levels:
-            return
-        last = levels.pop()
-        for side, price, size in levels:
-            append(_BOOK, side, flags, sym, exch_ts, recv_ns, price, size, uid, 0)
-        side, price, size = last
-        append(_BOOK, side, flags | _LAST, sym, exch_ts, recv_ns, price, size, uid, 0)
+        last = flags | _LAST
+        n = len(bids) + len(asks)
+        i = 0
+        for price, size in bids:
+            i += 1
+            f = last if i == n else flags
+            append(_BOOK_LEVEL, _BID, f, sym, exch_ts, recv_ns, price, size, uid, 0)
+        for price, size in asks:
+            i += 1
+            f = last if i == n else flags
+            append(_BOOK_LEVEL, _ASK, f, sym, exch_ts, recv_ns, price, size, uid, 0)
 
     def on_snapshot(self, snap: BookSnapshot, recv_ns: int) -> None:
         """A fresh snapshot: publish it, then replay the buffered deltas after it."""
@@ -290,7 +319,7 @@ class BookSync:
         append(Kind.SNAPSHOT_BEGIN, 0, 0, sym, ts, recv_ns, 0.0, 0.0, uid, n)
         for side, levels in ((_BID, snap.bids), (_ASK, snap.asks)):
             for price, size in levels:
-                append(_BOOK, side, _SNAPSHOT, sym, ts, recv_ns, price, size, uid, 0)
+                append(_BOOK_LEVEL, side, _SNAPSHOT, sym, ts, recv_ns, price, size, uid, 0)
         append(Kind.SNAPSHOT_END, 0, Flag.LAST, sym, ts, recv_ns, 0.0, 0.0, uid, n)
         self.counters.snapshots += 1
 

@@ -133,6 +133,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             extra_symbols=args.symbols,
             options=dict(args.option),
             rest_port=args.rest_port,
+            blast=args.blast,
+            blast_count=args.blast_count,
         )
     )
     return 0
@@ -147,6 +149,12 @@ def _sim_option(text: str) -> tuple[str, Any]:
         return name, json.loads(value)
     except ValueError:
         return name, value
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from bench.main import bench
+
+    return bench(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -233,7 +241,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="a venue-specific simulator option (repeatable), e.g. ping_interval_ms=500",
     )
+    p.add_argument(
+        "--blast",
+        metavar="RATE",
+        help="benchmarks: pre-encoded frames to every subscriber, 'max' or frames/s per stream "
+        "(also on demand: GET /_sim/blast?rate=max&count=N)",
+    )
+    p.add_argument("--blast-count", type=int, help="frames per stream and connection")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "bench",
+        help="end-to-end benchmarks against the simulators (sections: ceiling wsm peers "
+        "paced latency scaling fanout; or soak)",
+    )
+    p.add_argument("sections", nargs="*", help="sections to run (default: all), or 'soak'")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--record", action="store_true", help="append the report to bench/RESULTS.md")
+    p.add_argument("--tiny", action="store_true", help="a tiny configuration (checks, no figures)")
+    p.add_argument("--peers", help="comma-separated peers (default: websockets,cryptofeed,ccxt)")
+    p.add_argument("--minutes", type=float, default=5.0, help="soak: how long")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("run", help="run the engine")
     p.add_argument("--config", help="TOML file (WSM_ variables override it)")

@@ -37,6 +37,7 @@ _BINARY = WSMsgType.BINARY
 _CLOSE = WSMsgType.CLOSE
 _PONG = WSMsgType.PONG
 COMMIT_EVERY = 64  # frames; also committed at the end of every read buffer
+_time_ns = time.time_ns
 LATENCY_SAMPLES = 2048  # per stats interval
 
 
@@ -65,25 +66,30 @@ class ShardListener(picows.WSListener):
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         mt = frame.msg_type
         if mt is _TEXT or mt is _BINARY:
-            recv = time.time_ns()
+            recv = _time_ns()
             size = frame.payload_size
-            self.msgs += 1
             self.bytes += size
-            self.last_ns = recv
             if size > self.max_bytes:
                 self.shard.on_parse_error("oversize", f"{size} bytes > {self.max_bytes}")
+                exch = 0
             else:
                 try:
                     exch = self.on_message(frame.get_payload_as_memoryview(), recv)
                 except Exception as exc:  # a bug must not take the connection down
                     self.shard.on_parse_error("internal", f"{type(exc).__name__}: {exc}")
                     exch = 0
+            n = self.uncommitted + 1
+            if frame.last_in_buffer or n >= COMMIT_EVERY:
+                # Once per batch rather than per frame: the message count, the time of the
+                # last message and one latency sample (every frame at paced rates).
+                self.uncommitted = 0
+                self.msgs += n
+                self.last_ns = recv
                 if exch and len(self.latency) < LATENCY_SAMPLES:
                     self.latency.append(recv - exch)
-            self.uncommitted += 1
-            if frame.last_in_buffer or self.uncommitted >= COMMIT_EVERY:
-                self.uncommitted = 0
                 self.commit()
+            else:
+                self.uncommitted = n
         elif mt is _CLOSE:
             self.close_code = frame.get_close_code().value
             self.close_reason = (frame.get_close_message() or b"").decode(errors="replace")
@@ -117,6 +123,8 @@ class ShardListener(picows.WSListener):
             self.transport.notify_user_specific_pong_received()
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.msgs += self.uncommitted
+        self.uncommitted = 0
         self.commit()
 
 
@@ -495,7 +503,7 @@ class Shard:
     def counts(self) -> tuple[int, int]:
         msgs, size = self._retired_counts
         if self.listener is not None:
-            msgs += self.listener.msgs
+            msgs += self.listener.msgs + self.listener.uncommitted
             size += self.listener.bytes
         return msgs, size
 

@@ -140,6 +140,8 @@ class Stats(msgspec.Struct, tag="stats"):
     streams: list[StreamStats]
     budget_spent: int = 0
     unrouted: int = 0
+    cpu_ns: int = 0  # the worker process's CPU time (user + system) so far
+    tasks: int = 0  # asyncio tasks alive in the worker (a leak shows as a slope)
 
 
 class Failure(msgspec.Struct, tag="failure", frozen=True):

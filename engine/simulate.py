@@ -24,9 +24,18 @@ async def serve(
     extra_symbols: int = 0,
     options: dict[str, Any] | None = None,
     rest_port: int = 0,
+    blast: str | None = None,
+    blast_count: int | None = None,
 ) -> None:
-    """`options` are the venue simulator's own keyword arguments (`wsm simulate --option`)."""
+    """`options` are the venue simulator's own keyword arguments (`wsm simulate --option`).
+    `blast`: "max" or frames per second per stream: every client gets pre-encoded frames of
+    its subscribed streams as soon as it subscribes (`blast_count` per stream, else endless)."""
     from adapters.simkit import SimServer
+    from adapters.simkit.blast import BlastConfig
+
+    blast_config = None
+    if blast is not None:
+        blast_config = BlastConfig(rate=None if blast == "max" else float(blast), count=blast_count)
 
     venue = load_venue(exchange)
     server = SimServer(
@@ -37,6 +46,7 @@ async def serve(
         ping_interval=ping_interval,
         max_lifetime=max_lifetime,
         rest_port=rest_port,
+        blast=blast_config,
     )
     await server.start()
     info = {

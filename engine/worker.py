@@ -406,7 +406,14 @@ class Worker:
     def stats(self) -> Stats:
         conns = [self._conn_stats(c) for c in self.conns.values()]
         streams = [StreamStats(s.name, s.count, s.last_ns) for s in self.routes]
-        return Stats(time.time_ns(), conns, streams, self.budget.spent)
+        return Stats(
+            time.time_ns(),
+            conns,
+            streams,
+            self.budget.spent,
+            cpu_ns=time.process_time_ns(),
+            tasks=len(asyncio.all_tasks()),
+        )
 
     def _conn_stats(self, conn: Connection) -> ConnStats:
         st = ConnStats(

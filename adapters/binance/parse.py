@@ -32,16 +32,20 @@ from engine.venue import SessionEvents, Sink
 MS = 1_000_000  # ns per ms
 _LAST = int(Flag.LAST)
 _LAST_AGG = int(Flag.LAST | Flag.AGGREGATED)
+# Plain ints: an IntEnum member lookup costs a class attribute access per message.
+_TRADE = int(Kind.TRADE)
+_BUY = int(Side.BUY)
+_SELL = int(Side.SELL)
 
 
 def on_trade(frame: Any, route: Stream, recv_ns: int, sink: Sink) -> int:
     d = frame.data
-    if d.t <= route.last_id:
+    t = d.t
+    if t <= route.last_id:
         return 0  # delivered already by an overlapping connection
-    route.last_id = d.t
+    route.last_id = t
     exch: int = d.T * MS
-    side = Side.SELL if d.m else Side.BUY
-    sink.append(Kind.TRADE, side, _LAST, route.symbol, exch, recv_ns, d.p, d.q, d.t, 0)
+    sink.append(_TRADE, _SELL if d.m else _BUY, _LAST, route.symbol, exch, recv_ns, d.p, d.q, t, 0)
     return exch
 
 
@@ -51,8 +55,8 @@ def on_agg_trade(frame: Any, route: Stream, recv_ns: int, sink: Sink) -> int:
         return 0
     route.last_id = d.a
     exch: int = d.T * MS
-    side = Side.SELL if d.m else Side.BUY
-    sink.append(Kind.TRADE, side, _LAST_AGG, route.symbol, exch, recv_ns, d.p, d.q, d.a, 0)
+    side = _SELL if d.m else _BUY
+    sink.append(_TRADE, side, _LAST_AGG, route.symbol, exch, recv_ns, d.p, d.q, d.a, 0)
     return exch
 
 
@@ -136,7 +140,7 @@ class BinanceSession:
         route = frame.route
         route.count += 1
         route.last_ns = recv_ns
-        return int(frame.handler(frame, route, recv_ns, self.sink))
+        return frame.handler(frame, route, recv_ns, self.sink)  # type: ignore[no-any-return]
 
     def _on_other(self, payload: memoryview | bytes) -> int:
         try:

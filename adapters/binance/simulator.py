@@ -16,8 +16,10 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
+import numpy as np
 import orjson
 
+from adapters.simkit.blast import BlastStream, FrameTemplate, Values, dec_width
 from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
 from adapters.simkit.server import SimClient, SimServer
 
@@ -65,6 +67,7 @@ class BinanceSim:
             lambda: deque(maxlen=100_000)
         )
         self.server: SimServer | None = None
+        self._blast: dict[str, BlastStream | None] = {}
 
     def attach(self, server: SimServer) -> None:
         self.server = server
@@ -397,3 +400,153 @@ class BinanceSim:
     def book(self, venue_symbol: str) -> tuple[dict[int, int], dict[int, int]]:
         sym = self.symbols[venue_symbol]
         return dict(sym.bids), dict(sym.asks)
+
+    # -- blast mode (benchmarks) ----------------------------------------------------------
+
+    def blast_stream(self, name: str) -> BlastStream | None:
+        """Pre-encoded frames of stream `name` for `adapters.simkit.blast` (None: not blastable).
+        Ids continue from the simulated market's counters, so they keep increasing."""
+        if name not in self._blast:
+            low, _, kind = name.partition("@")
+            sym = self.symbols.get(low.upper())
+            self._blast[name] = None if sym is None else _blast_stream(self, sym, name, kind)
+        return self._blast[name]
+
+
+DEPTH_LEVELS = 5  # per side in a blasted depth update: 10 level changes per message
+_SPREAD = 20  # blasted prices stay within this many ticks of the top of the book
+
+
+def _num(name: str, value: int) -> str:
+    return f"{{{name}:{len(str(value))}}}"
+
+
+def _dec(name: str, max_units: int, decimals: int) -> str:
+    """A decimal placeholder printed like Binance (8 decimals, zero padded)."""
+    pad = "0" * (PAD - decimals) if decimals else "." + "0" * PAD
+    return f'"{{{name}:{dec_width(max_units, decimals)}.{decimals}}}{pad}"'
+
+
+def _blast_stream(sim: BinanceSim, sym: SimSymbol, name: str, kind: str) -> BlastStream | None:
+    pd, sd = sym.price_decimals, sym.size_decimals
+    bid, ask = sym.best_bid(), sym.best_ask()
+    lo, hi = max(1, bid - _SPREAD), ask + _SPREAD
+    whole = dec_width(hi, pd)
+    floor = 10 ** (pd + whole - 1) if whole > 1 else 0  # no leading zero in "09.99"
+
+    def px(a: np.ndarray[Any, Any]) -> Any:
+        return np.maximum(a, floor)
+
+    max_size = 5 * 10**sd
+    price, size = _dec("p", hi, pd), _dec("q", max_size, sd)
+    vs = sym.venue_symbol
+    fut = sim.futures
+    if kind in ("trade", "aggTrade"):
+        tid = sym.trade_id + 1
+        if kind == "trade":
+            head = f'"e":"trade","E":{{E:13}},"s":"{vs}","t":{_num("t", tid)},'
+            tail = ',"X":"MARKET","m":{m:bool}}' if fut else ',"T":{T:13},"m":{m:bool},"M":true}'
+            body = "{" + head + f'"p":{price},"q":{size}' + tail
+            if fut:
+                body = "{" + f'"e":"trade","E":{{E:13}},"T":{{T:13}},"s":"{vs}",'
+                body += f'"t":{_num("t", tid)},"p":{price},"q":{size}' + tail
+        else:
+            aid = sim.agg_id[vs] + 1
+            body = (
+                f'{{"e":"aggTrade","E":{{E:13}},"a":{_num("a", aid)},"s":"{vs}","p":{price},'
+                f'"q":{size},"f":{_num("f", tid)},"l":{_num("l", tid)},"T":{{T:13}},'
+                f'"m":{{m:bool}}' + ("}" if fut else ',"M":true}')
+            )
+
+        def fill_trade(n: int, now_ms: int, rng: np.random.Generator) -> Values:
+            ids = np.arange(sym.trade_id + 1, sym.trade_id + 1 + n, dtype=np.int64)
+            sym.trade_id += n
+            values: Values = {
+                "E": np.int64(now_ms),
+                "T": np.int64(now_ms),
+                "t": ids,
+                "f": ids,
+                "l": ids,
+                "p": px(rng.integers(lo, hi + 1, n)),
+                "q": rng.integers(1, max_size + 1, n),
+                "m": rng.random(n) < 0.5,
+            }
+            if kind == "aggTrade":
+                first = sim.agg_id[vs] + 1
+                values["a"] = np.arange(first, first + n, dtype=np.int64)
+                sim.agg_id[vs] += n
+            return values
+
+        return BlastStream(name, _shapes(name, body), fill_trade)
+    uid = sym.update_id + 1
+    if kind == "bookTicker":
+        bid_q, ask_q = _dec("B", max_size, sd), _dec("A", max_size, sd)
+        quote = (
+            f'"u":{_num("u", uid)},"s":"{vs}","b":{_dec("b", hi, pd)},"B":{bid_q},'
+            f'"a":{_dec("a", hi, pd)},"A":{ask_q}'
+        )
+        body = f'{{"e":"bookTicker",{quote},"T":{{T:13}},"E":{{E:13}}}}' if fut else f"{{{quote}}}"
+
+        # Its own counter: advancing the book's update id would show as gaps in blasted depth.
+        ticker_id = [uid - 1]
+
+        def fill_ticker(n: int, now_ms: int, rng: np.random.Generator) -> Values:
+            ids = np.arange(ticker_id[0] + 1, ticker_id[0] + 1 + n, dtype=np.int64)
+            ticker_id[0] += n
+            return {
+                "u": ids,
+                "E": np.int64(now_ms),
+                "T": np.int64(now_ms),
+                "b": px(bid - rng.integers(0, _SPREAD, n)),
+                "a": ask + rng.integers(0, _SPREAD, n),
+                "B": rng.integers(1, max_size + 1, n),
+                "A": rng.integers(1, max_size + 1, n),
+            }
+
+        return BlastStream(name, _shapes(name, body), fill_ticker)
+    if kind in ("depth", "depth@100ms"):
+        per = 2 * DEPTH_LEVELS
+        width = len(str(uid + per))
+
+        def levels(side: str) -> str:
+            return ",".join(
+                f"[{_dec(f'{side}p{i}', hi, pd)},{_dec(f'{side}q{i}', max_size, sd)}]"
+                for i in range(DEPTH_LEVELS)
+            )
+
+        ids = f'"U":{{U:{width}}},"u":{{u:{width}}}'
+        head = '"e":"depthUpdate","E":{E:13},'  # timestamps: 13 digits until the year 2286
+        if fut:
+            head += f'"T":{{T:13}},"s":"{vs}",{ids},"pu":{{pu:{width}}}'
+        else:
+            head += f'"s":"{vs}",{ids}'
+        body = f'{{{head},"b":[{levels("b")}],"a":[{levels("a")}]}}'
+
+        # Spot: U = previous u + 1. USD-M: U = previous u (= pu), so that the first event
+        # after a REST snapshot taken in a quiet moment still has U <= lastUpdateId <= u, the
+        # venue's bridging rule.
+        step = per - 1 if fut else per
+
+        def fill_depth(n: int, now_ms: int, rng: np.random.Generator) -> Values:
+            first = sym.update_id + (0 if fut else 1) + step * np.arange(n, dtype=np.int64)
+            sym.update_id += step * n
+            now = np.int64(now_ms)
+            values: Values = {"E": now, "T": now, "U": first, "u": first + per - 1}
+            values["pu"] = first if fut else first - 1
+            for i in range(DEPTH_LEVELS):
+                values[f"bp{i}"] = px(bid - rng.integers(0, _SPREAD, n))
+                values[f"ap{i}"] = ask + rng.integers(0, _SPREAD, n)
+                for side in "ba":
+                    q = rng.integers(1, max_size + 1, n)
+                    values[f"{side}q{i}"] = np.where(rng.random(n) < 0.1, 0, q)
+            return values
+
+        return BlastStream(name, _shapes(name, body), fill_depth, levels=per)
+    return None
+
+
+def _shapes(stream: str, body: str) -> dict[bool, FrameTemplate]:
+    """Combined-stream (`{"stream":..,"data":..}`) and raw templates of one message."""
+    raw = body.encode()
+    combined = b'{"stream":"%s","data":%s}' % (stream.encode(), raw)
+    return {True: FrameTemplate(combined), False: FrameTemplate(raw)}

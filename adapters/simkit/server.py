@@ -15,6 +15,12 @@ picows answers plain GETs only. A venue whose REST API needs other methods (KuCo
 `POST /api/v1/bullet-public`) sets `rest_server = True`: its REST endpoints and the control
 endpoint are then served by an aiohttp listener on a port of their own (`rest_url`), as real
 venues serve REST and WebSocket from different hosts; the WebSocket port keeps answering GETs.
+
+Blast mode (benchmarks, see `adapters/simkit/blast.py`): `GET /_sim/blast?rate=max&count=N`
+sends every current client N pre-encoded frames per subscribed stream (or `rate=R` frames per
+second per stream, one frame per write), `/_sim/blast/stats` reports what was sent and
+`/_sim/blast/stop` stops; `SimServer(blast=BlastConfig(...))` blasts every client as soon as
+it subscribes. Venues opt in with a `blast_stream(name)` method.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import orjson
 import picows
 from aiohttp import web
 from picows import WSMsgType, WSUpgradeResponse, WSUpgradeResponseWithListener
+
+from adapters.simkit.blast import BlastConfig, Blaster
 
 
 class VenueSim(Protocol):
@@ -69,6 +77,7 @@ class SimClient(picows.WSListener):
         self.received = 0
         self.recv_times: list[float] = []  # monotonic time of each client message
         self.connected_at = time.monotonic()
+        self.blast: Any = None  # the running blast to this client, if any
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self.transport = transport
@@ -95,6 +104,8 @@ class SimClient(picows.WSListener):
 
     def resume_writing(self) -> None:
         self.paused = False
+        if self.blast is not None:
+            self.blast.writable.set()
 
     def send(self, payload: bytes, *, force: bool = False) -> None:
         """Send one text frame unless stalled; a client that cannot keep up loses frames
@@ -111,6 +122,7 @@ class SimClient(picows.WSListener):
         for s in streams:
             self.subs.add(s)
             self.server.index.setdefault(s, set()).add(self)
+        self.server.on_subscribed(self)
 
     def unsubscribe(self, streams: Iterable[str]) -> None:
         for s in streams:
@@ -143,6 +155,7 @@ class SimServer:
         pong_timeout: float = 60.0,
         max_lifetime: float | None = None,
         rest_port: int = 0,
+        blast: BlastConfig | None = None,
     ) -> None:
         self.venue = venue
         self.host = host
@@ -165,6 +178,12 @@ class SimServer:
         self._refuse_until = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.paused_market = False
+        self.blast_config = blast  # blast every client as soon as it subscribes
+        self.blaster = Blaster(
+            getattr(venue, "blast_stream", lambda name: None),
+            lambda name: list(self.index.get(name, ())),
+            lambda: [name for name, subs in self.index.items() if subs],
+        )
         venue.attach(self)
 
     @property
@@ -223,6 +242,7 @@ class SimServer:
         return web.Response(status=status, body=body, content_type="application/json")
 
     async def stop(self) -> None:
+        self.blaster.stop()
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -267,6 +287,15 @@ class SimServer:
         else:
             resp = WSUpgradeResponse.create_error_response(status, body, headers)
         return WSUpgradeResponseWithListener(resp, None)
+
+    def on_subscribed(self, client: SimClient) -> None:
+        if self.blast_config is not None and client.transport is not None:
+            config = self.blast_config
+            asyncio.get_running_loop().call_soon(self.blaster.start_client, client, config)
+
+    def blast(self, config: BlastConfig) -> int:
+        """Blast every current client; returns how many clients have blastable streams."""
+        return self.blaster.start(list(self.clients), config)
 
     def drop_client(self, client: SimClient) -> None:
         self.clients.discard(client)
@@ -405,6 +434,7 @@ class SimServer:
             "subscriptions": [sorted(c.subs) for c in self.clients],
             "sent": sum(c.sent for c in self.clients),
             "faults": self.faults,
+            "blast": self.blaster.stats(),
             **self.venue.stats(),
         }
 
@@ -418,6 +448,8 @@ class SimServer:
             if parts[1:] == ["rate"]:
                 self.rate = float(query["value"])
                 return 200, orjson.dumps({"ok": True, "rate": self.rate})
+            if parts[1:2] == ["blast"]:
+                return 200, orjson.dumps(self._blast_control(parts[2:], query))
             if parts[1:] == ["pause"]:
                 self.paused_market = query.get("value", "1") == "1"
                 return 200, orjson.dumps({"ok": True, "paused": self.paused_market})
@@ -427,6 +459,21 @@ class SimServer:
         except (KeyError, ValueError) as exc:
             return 400, orjson.dumps({"error": f"bad control request: {exc}"})
         return 404, orjson.dumps({"error": f"unknown control path {path}"})
+
+    def _blast_control(self, parts: list[str], q: dict[str, str]) -> Any:
+        if parts == ["stop"]:
+            self.blaster.stop()
+        elif parts == []:
+            rate = q.get("rate", "max")
+            config = BlastConfig(
+                rate=None if rate == "max" else float(rate),
+                count=int(q["count"]) if "count" in q else None,
+                chunk=int(q.get("chunk", str(BlastConfig.chunk))),
+            )
+            return {"ok": True, "clients": self.blast(config)}
+        elif parts != ["stats"]:
+            raise ValueError(f"unknown blast command {parts}")
+        return self.blaster.stats()
 
     def _fault(self, name: str, q: dict[str, str]) -> Any:
         if name == "close":
