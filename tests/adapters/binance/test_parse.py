@@ -266,3 +266,16 @@ def test_skipped_update_id_is_a_gap_with_one_resync_request() -> None:
     assert (gaps[0].aux, gaps[0].ref, gaps[0].symbol) == (GapReason.SEQUENCE_GAP, 499869754, 1)
     assert requested == [stream, stream], "exactly one new snapshot is requested"
     assert book.counters.gaps == 1 and book.counters.resyncs == 1
+
+
+def test_futures_snapshot_taken_between_two_events_is_bridged_by_pu() -> None:
+    from adapters.binance.venue import FuturesBookRules
+    from engine.venue import Verdict
+    from tests.engine.test_book import Delta
+
+    rules = FuturesBookRules()
+    # ids are shared by every symbol: this symbol's next event starts well above the snapshot
+    nxt = Delta(first_id=1005, last_id=1009, bids=[], asks=[], prev_id=1000)
+    assert rules.bridge(1000, nxt) == Verdict.APPLY
+    assert rules.bridge(999, nxt) == Verdict.GAP, "not the event right after the snapshot"
+    assert rules.bridge(1000, Delta(990, 999, [], [], 980)) == Verdict.DROP
