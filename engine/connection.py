@@ -180,10 +180,16 @@ class Shard:
         self._wake.set()
         if self.transport is not None:
             self.transport.disconnect()
-        if self.task is not None:
+        # Cancel until the task ends: on Python 3.11 `asyncio.wait_for` can swallow a
+        # cancellation that races with its inner future completing (a connect finishing just
+        # as the shard is stopped), and the task would then carry on with a live socket.
+        while self.task is not None and not self.task.done():
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            if self.transport is not None:
+                self.transport.disconnect()
+            await asyncio.wait({self.task}, timeout=1.0)
+        if self.task is not None and not self.task.cancelled():
+            self.task.exception()  # retrieved: an error here was reported when it happened
         for task in list(self._tasks):
             task.cancel()
         self._set_state(ConnState.STOPPED, "stopped")
@@ -207,6 +213,10 @@ class Shard:
                 if not await self._back_off(f"connect failed: {self.last_error}"):
                     return
                 continue
+            if self.stopped:  # stopped while the handshake completed
+                if self.transport is not None:
+                    self.transport.disconnect()
+                return
             reason = await self._live()
             if self.stopped or self.retiring:
                 return
@@ -520,7 +530,10 @@ class Connection:
         self.url = url
         self.policy = policy
         self.shards: list[Shard] = []
-        self.retired: list[Shard] = []
+        self.retired: list[Shard] = []  # rolled over, until their socket is closed
+        # what closed rolled-over sockets counted: msgs, bytes, msgs out, bytes out, ...
+        self.retired_totals: dict[str, int] = {}
+        self.retired_errors: dict[str, int] = {}
         self.waiting_successor: Shard | None = None
         self._pending_retire: Shard | None = None
         self.rollovers = 0
@@ -579,8 +592,30 @@ class Connection:
         i = self.shards.index(old)
         self.shards[i] = successor
         self.retired.append(old)
+        if old.task is not None:
+            old.task.add_done_callback(lambda _task: self._fold(old))
         self.rollovers += 1
         self.worker.on_rollover(old, successor)
+
+    def _fold(self, shard: Shard) -> None:
+        """A rolled-over socket closed: keep its counts, drop the shard (a long-lived
+        connection rolls over daily and must not accumulate them)."""
+        if shard not in self.retired:
+            return
+        self.retired.remove(shard)
+        msgs, size = shard.counts()
+        t = self.retired_totals
+        for key, value in (
+            ("msgs", msgs),
+            ("bytes", size),
+            ("msgs_out", shard.msgs_out),
+            ("bytes_out", shard.bytes_out),
+            ("reconnects", shard.reconnects),
+            ("audit_repairs", shard.audit_repairs),
+        ):
+            t[key] = t.get(key, 0) + value
+        for channel, n in shard.parse_errors.items():
+            self.retired_errors[channel] = self.retired_errors.get(channel, 0) + n
 
     @property
     def state(self) -> ConnState:

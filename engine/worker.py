@@ -424,6 +424,11 @@ class Worker:
             rollovers=conn.rollovers,
         )
         latency: list[int] = []
+        t = conn.retired_totals
+        st.msgs_in, st.bytes_in = t.get("msgs", 0), t.get("bytes", 0)
+        st.msgs_out, st.bytes_out = t.get("msgs_out", 0), t.get("bytes_out", 0)
+        st.reconnects, st.audit_repairs = t.get("reconnects", 0), t.get("audit_repairs", 0)
+        st.parse_errors.update(conn.retired_errors)
         for shard in conn.shards + conn.retired:
             msgs, size = shard.counts()
             st.msgs_in += msgs

@@ -213,7 +213,10 @@ async def test_rollover_loses_and_duplicates_nothing(
                 await assert_cut_without_notice_resyncs_once(engine, sim, sids)
                 return
         await until(lambda: engine.manager.metrics("c1").rollovers >= 1, 10, "a rollover")
+        before = engine.manager.metrics("c1").messages_in
         await asyncio.sleep(1.5)  # the old connection is cut, the new one carries on
+        await until(lambda: engine.manager.metrics("c1").messages_in > before, 10, "more data")
+        # the closed socket's counts stay in the connection's totals (they never go back)
         await assert_books_match(engine, sim)
         recs = engine.read()
         assert kinds(recs, Kind.GAP) == [], "no gap across the switch"
@@ -291,6 +294,26 @@ async def test_refused_connections_back_off_with_jitter_under_the_cap(
     span = (attempts[-1].at_ns - attempts[0].at_ns) / 1e9
     cfg = engine.manager.coordinator.exchanges[engine.case.exchange].worker_config()
     assert len(attempts) <= cfg.limits.budget + span * cfg.limits.budget_per_second + 1
+
+
+async def test_connections_deleted_while_connecting_leave_nothing_behind(
+    engine: Engine, sim: SimProc
+) -> None:
+    # Each delete lands somewhere in the connect: before, during or just after the handshake.
+    # A shard that missed its cancellation would keep a socket open and, worse, block the
+    # worker's command loop (the next command, and Stop, would never run).
+    for i in range(12):
+        await engine.manager.connect_to_exchange(engine.case.exchange, f"gone{i}", reconnect=FAST)
+        if i % 3:
+            await asyncio.sleep(0.001 * i)  # vary where in the connect the delete lands
+        await engine.manager.disconnect(engine.case.exchange, f"gone{i}")
+    await engine.open()  # the worker still takes commands
+    await until(lambda: [c.id for c in engine.manager.connections()] == ["c1"], 10, "only c1 left")
+
+    async def one_socket() -> bool:
+        return (await sim.stats())["clients"] == 1
+
+    await until(one_socket, 10, "the deleted connections' sockets closed")
 
 
 async def test_runtime_subscribe_and_unsubscribe_without_reconnecting(
