@@ -90,8 +90,9 @@ def on_book(frame: Any, route: Stream, recv_ns: int, session: BybitSession) -> i
         book.on_delta(d, exch, recv_ns)
     elif kind == "snapshot":
         uid = d.last_id + offset
-        if uid < book.last_id and not book.awaiting:
-            # `u` started again (u=1 after a service restart): overwrite, continue from here
+        if d.last_id == 1 and uid < book.last_id and not book.awaiting:
+            # `u` started again after a service restart: overwrite, continue from here (an
+            # older snapshot that is not u=1, e.g. a lagging connection's, is dropped)
             offset = session.offsets[route.name] = book.last_id
             uid = d.last_id + offset
             session.restarts += 1
