@@ -4,6 +4,7 @@ own session follows to the simulator's book, and the `u=1` restart."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -238,7 +239,7 @@ async def test_skip_makes_the_next_delta_skip_u(server: SimServer) -> None:
     n = len(of(client, "orderbook.50"))
     await until(lambda: len(of(client, "orderbook.50")) >= n + 2, 10, "after the skip")
     us = [m["data"]["u"] for m in of(client, "orderbook.50")]
-    steps = [b - a for a, b in zip(us, us[1:])]
+    steps = [b - a for a, b in itertools.pairwise(us)]
     assert sorted(steps)[-1] == 4 and steps.count(4) == 1 and set(steps) == {1, 4}
     transport.disconnect()
 
@@ -260,9 +261,11 @@ def test_every_malformed_kind_is_one_parse_error_for_the_adapter(kind: str) -> N
 async def test_instruments_info_gives_the_simulators_symbols(server: SimServer) -> None:
     cat = category(server)
     venue = VENUES[cat]
-    async with aiohttp.ClientSession() as http:
-        async with http.get(venue.instruments_url(server.rest_url)) as resp:
-            body = await resp.read()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(venue.instruments_url(server.rest_url)) as resp,
+    ):
+        body = await resp.read()
     got = {i.symbol: (i.venue_symbol, i.price_decimals, i.size_decimals) for i in
            venue.parse_instruments(body)}  # fmt: skip
     assert got == {
