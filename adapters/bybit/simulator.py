@@ -21,6 +21,10 @@ every book topic of the symbol starts again at `u=1` with a snapshot of the new 
 
 Options (`wsm simulate --option NAME=VALUE`): `category` (`spot` | `linear`), `max_topics`,
 `max_args`, `book_interval` (seconds).
+
+Blast mode (`blast_stream`): `publicTrade` (one trade a message, always a "Buy": the template
+has no text choice), `orderbook.1` and `orderbook.{50,200}` deltas of 5 levels a side, with
+`u` continuing the topic's own, so a client subscribed in a quiet market follows them.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ import uuid
 from collections import defaultdict, deque
 from typing import Any
 
+import numpy as np
 import orjson
 
+from adapters.simkit.blast import BlastStream, FrameTemplate, Values, dec_width
 from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
 from adapters.simkit.server import SimClient, SimServer
 
@@ -100,6 +106,7 @@ class BybitSim:
         self.reject = 0
         self.restarts = 0
         self.server: SimServer | None = None
+        self._blast: dict[str, BlastStream | None] = {}
 
     def attach(self, server: SimServer) -> None:
         self.server = server
@@ -333,8 +340,8 @@ class BybitSim:
 
     def _bump(self, topic: str) -> int:
         u = self.u.get(topic)
-        if u is None:
-            u = self.u[topic] = self.rng.randint(10_000_000, 60_000_000)
+        if u is None:  # 8 digits with room to grow (blast templates have fixed widths)
+            u = self.u[topic] = self.rng.randint(10_000_000, 20_000_000)
         u += 1 + self.skips.pop(topic, 0)
         self.u[topic] = u
         return u
@@ -494,3 +501,115 @@ class BybitSim:
         if parts == ["trades"] and sym is not None:
             return [list(t) for t in self.trade_log[sym.venue_symbol]]
         return None
+
+    # -- blast mode (benchmarks) ----------------------------------------------------------
+
+    def blast_stream(self, name: str) -> BlastStream | None:
+        """Pre-encoded frames of topic `name` for `adapters.simkit.blast` (None: not
+        blastable). Ids continue from the simulated market's counters."""
+        if name not in self._blast:
+            kind, _, symbol = name.rpartition(".")
+            sym = self.symbols.get(symbol)
+            self._blast[name] = None if sym is None else _blast_stream(self, sym, name, kind)
+        return self._blast[name]
+
+
+BLAST_LEVELS = 5  # per side in a blasted delta: 10 level changes per message
+_SPREAD = 20  # blasted prices stay within this many ticks of the top of the book
+
+
+def _blast_stream(sim: BybitSim, sym: SimSymbol, topic: str, kind: str) -> BlastStream | None:
+    pd, sd, vs = sym.price_decimals, sym.size_decimals, sym.venue_symbol
+    bid, ask = sym.best_bid(), sym.best_ask()
+    lo, hi = max(1, bid - _SPREAD), ask + _SPREAD
+    whole = dec_width(hi, pd)
+    floor = 10 ** (pd + whole - 1) if whole > 1 else 0  # no leading zero in "09.99"
+    max_size = 5 * 10**sd
+
+    def px(a: np.ndarray[Any, Any]) -> Any:
+        return np.maximum(a, floor)
+
+    def dec(name: str, units: int, decimals: int) -> str:
+        return f'"{{{name}:{dec_width(units, decimals)}.{decimals}}}"'
+
+    def envelope(type_: str, data: str, cts: bool) -> str:
+        ts = '"ts":{ts:13}'
+        head = f'"type":"{type_}",{ts}' if sim.linear else f'{ts},"type":"{type_}"'
+        return f'{{"topic":"{topic}",{head},"data":{data}' + (',"cts":{cts:13}}' if cts else "}")
+
+    seq_width = len(str(sim.seq))
+
+    def next_seqs(n: int) -> Any:
+        seqs = np.arange(sim.seq + 1, sim.seq + 1 + n, dtype=np.int64)
+        sim.seq += n
+        return seqs
+
+    if kind == "publicTrade":
+        price, size = dec("p", hi, pd), dec("v", max_size, sd)
+        seq = f'"seq":{{seq:{seq_width}}}'
+        if sim.linear:
+            trade = (
+                f'{{"T":{{T:13}},"s":"{vs}","S":"Buy","v":{size},"p":{price},"L":"PlusTick",'
+                f'"i":"a9188a0a-82bc-50de-be60-{{i:12}}","BT":false,"RPI":false,{seq}}}'
+            )
+        else:
+            width = len(str(sym.trade_id + 1))
+            trade = (
+                f'{{"i":"{{i:{width}}}","T":{{T:13}},"p":{price},"v":{size},"S":"Buy",{seq},'
+                f'"s":"{vs}","BT":false,"RPI":false}}'
+            )
+        body = envelope("snapshot", f"[{trade}]", False)
+
+        def fill_trade(n: int, now_ms: int, rng: np.random.Generator) -> Values:
+            ids = np.arange(sym.trade_id + 1, sym.trade_id + 1 + n, dtype=np.int64)
+            sym.trade_id += n
+            now = np.int64(now_ms)
+            return {
+                "ts": now,
+                "T": now,
+                "i": ids if not sim.linear else 10**11 + ids % 10**11,
+                "p": px(rng.integers(lo, hi + 1, n)),
+                "v": rng.integers(1, max_size + 1, n),
+                "seq": next_seqs(n),
+            }
+
+        return BlastStream(topic, {True: FrameTemplate(body.encode())}, fill_trade)
+    if kind not in ("orderbook.1", "orderbook.50", "orderbook.200"):
+        return None
+    levels = 1 if kind == "orderbook.1" else BLAST_LEVELS
+    if topic not in sim.u:
+        sim._bump(topic)
+    width = len(str(sim.u[topic] + 1))
+
+    def side(name: str) -> str:
+        return ",".join(
+            f"[{dec(f'{name}p{i}', hi, pd)},{dec(f'{name}q{i}', max_size, sd)}]"
+            for i in range(levels)
+        )
+
+    data = (
+        f'{{"s":"{vs}","b":[{side("b")}],"a":[{side("a")}],"u":{{u:{width}}},'
+        f'"seq":{{seq:{seq_width}}}}}'
+    )
+    body = envelope("snapshot" if levels == 1 else "delta", data, True)
+
+    def fill_book(n: int, now_ms: int, rng: np.random.Generator) -> Values:
+        first = sim.u[topic] + 1
+        sim.u[topic] += n
+        now = np.int64(now_ms)
+        values: Values = {
+            "ts": now,
+            "cts": now - 1,
+            "u": np.arange(first, first + n, dtype=np.int64),
+            "seq": next_seqs(n),
+        }
+        for i in range(levels):
+            values[f"bp{i}"] = px(bid - rng.integers(0, _SPREAD, n))
+            values[f"ap{i}"] = ask + rng.integers(0, _SPREAD, n)
+            for s in "ba":
+                q = rng.integers(1, max_size + 1, n)
+                values[f"{s}q{i}"] = q if levels == 1 else np.where(rng.random(n) < 0.1, 0, q)
+        return values
+
+    book_levels = 0 if levels == 1 else 2 * levels
+    return BlastStream(topic, {True: FrameTemplate(body.encode())}, fill_book, levels=book_levels)

@@ -1,13 +1,18 @@
 """Bybit end to end, what the venue-parametrized tests cannot show: a service restart (`u=1`
 snapshots in the middle of the stream) overwrites the books with no gap and no resync; the
-linear category (`bybit-linear`) end to end; spot's 10 args per subscribe request."""
+linear category (`bybit-linear`) end to end; spot's 10 args per subscribe request; blast mode
+taken in full by the engine."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from engine.config import EngineConfig, ExchangeConfig
+from engine.db import DatabaseConfig
 from engine.manager import WebSocketManager
 from engine.records import Flag, Kind
 from tests.e2e.conftest import FAST, Engine, engine_config
@@ -115,4 +120,59 @@ async def test_linear_perpetuals_end_to_end(instance: str) -> None:
         assert engine.manager.coordinator.exchanges["bybit-linear"].venue.spec.exchange_id == 12
     finally:
         await engine.close()
+        await sim.stop()
+
+
+@pytest.mark.parametrize(
+    ("exchange", "channel", "count"),
+    [
+        ("bybit", "trades", 20_000),
+        ("bybit", "orderbook", 2_000),
+        ("bybit-linear", "orderbook", 2_000),
+    ],
+)
+async def test_the_engine_takes_a_blast_in_full(
+    instance: str, exchange: str, channel: str, count: int
+) -> None:
+    sim = await SimProc(exchange, rate=0).start()
+    config = EngineConfig(
+        database=DatabaseConfig(enabled=False),
+        instance=instance,
+        stats_interval=0.2,
+        exchanges={exchange: ExchangeConfig(ws_url=sim.ws_url, rest_url=sim.rest_url)},
+    )
+    try:
+        async with WebSocketManager(config) as manager:
+            await manager.connect_to_exchange(exchange, "c1")
+            await manager.subscribe(exchange, "c1", channel=channel, symbols=["BTC/USDT"])
+            await manager.wait_for("c1")
+            with manager.reader(exchange, start="oldest") as reader:
+                records: list[Any] = []
+
+                def snapshot_in() -> bool:
+                    records.extend(reader.read())
+                    return channel == "trades" or any(r.kind == Kind.SNAPSHOT_END for r in records)
+
+                await until(snapshot_in, 10, "the book snapshot")
+                await sim.control("blast", rate="max", count=count)
+                want, per = (Kind.TRADE, 1) if channel == "trades" else (Kind.BOOK_LEVEL, 10)
+
+                def counted() -> list[Any]:
+                    return [r for r in records if r.kind == want and not r.flags & Flag.SNAPSHOT]
+
+                def complete() -> bool:
+                    records.extend(reader.read())
+                    return len(counted()) >= count * per
+
+                await until(complete, 60, f"{count} messages in the ring")
+                records.extend(reader.read())
+                got = counted()
+                assert len(got) == count * per
+                assert not [r for r in records if r.kind == Kind.GAP]
+                refs = [r.ref for r in got if r.flags & Flag.LAST]
+                assert len(refs) == count
+                assert all(b > a for a, b in itertools.pairwise(refs))
+                assert reader.lost == 0
+        assert (await sim.stats())["blast"]["sent"] == count
+    finally:
         await sim.stop()

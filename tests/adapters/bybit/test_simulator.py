@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import numpy as np
 import picows
 import pytest
 
@@ -275,3 +276,43 @@ async def test_instruments_info_gives_the_simulators_symbols(server: SimServer) 
         "XRP-USDT": ("XRPUSDT", 4, 0),
         "ETH-BTC": ("ETHBTC", 5, 4),
     }
+
+
+@pytest.mark.parametrize("cat", ["spot", "linear"])
+@pytest.mark.parametrize("kind", ["publicTrade", "orderbook.1", "orderbook.200"])
+def test_blast_frames_are_distinct_and_the_adapter_takes_every_one(cat: str, kind: str) -> None:
+    from tests.bench.test_blast import split_frames
+
+    sim = BybitSim(category=cat)
+    topic = f"{kind}.BTCUSDT"
+    stream = sim.blast_stream(topic)
+    assert stream is not None and sim.blast_stream("tickers.BTCUSDT") is None
+    session, sink, events, routes, requested = replay_session(cat, [topic])
+    if kind == "orderbook.200":  # what the subscription started with
+        session.on_message(sim._book(sim.symbols["BTCUSDT"], kind, "snapshot", 10**18), 1)
+    rng = np.random.default_rng(1)
+    msgs = []
+    for _ in range(3):  # ids continue across chunks
+        values = stream.fill(400, 1_786_310_816_618, rng)
+        for f in split_frames(stream.templates[True].render(400, values).tobytes()):
+            msgs.append(json.loads(f))
+            session.on_message(f, 1)
+    real_frame = real(
+        {"publicTrade": "public_trade_real.jsonl"}.get(kind, "orderbook_snapshot_real.jsonl"),
+        0,
+        cat,
+    )
+    assert list(msgs[0]) == list(real_frame) and len(msgs) == 1200
+    assert len({json.dumps(m, sort_keys=True) for m in msgs}) == 1200
+    assert events.errors == [] and events.gaps == [] and requested == []
+    if kind == "publicTrade":
+        assert len(sink.of(Kind.TRADE)) == 1200
+        ids = [int(m["data"][0]["i"].rpartition("-")[2]) for m in msgs]
+        assert ids == sorted(set(ids))
+    elif kind == "orderbook.1":
+        assert len(sink.of(Kind.BBO)) == 1200
+    else:
+        assert routes.get(topic).book.counters.deltas == 1200 and not sink.of(Kind.GAP)
+    if kind != "publicTrade":
+        us = [m["data"]["u"] for m in msgs]
+        assert us == list(range(us[0], us[0] + 1200))
