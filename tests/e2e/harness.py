@@ -55,6 +55,13 @@ CASES = [
         sim_args=("--option", "ping_interval_ms=1000", "--option", "ping_timeout_ms=1000"),
         reject_reason="is not found",
     ),
+    VenueCase(
+        "bybit",
+        ("BTC/USDT", "ETH/USDT"),
+        ("BTCUSDT", "ETHUSDT"),
+        shutdown_notice=False,
+        reject_reason="handler not found",
+    ),
 ]
 
 
