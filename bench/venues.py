@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     if "binance" in names:  # the baseline first
         names.remove("binance")
         names.insert(0, "binance")
-    env = environment(["bench-venues", *(argv if argv is not None else sys.argv[1:])])
-    env["command"] = "python -m bench.venues " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    env = environment(given)
+    env["command"] = " ".join(["python -m bench.venues", *given])
     rows: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     for i in range(args.rounds):
         for name in names:
