@@ -48,7 +48,8 @@ def _read_line(proc: subprocess.Popen[str], timeout: float, what: str) -> dict[s
 
 
 class Simulator:
-    """`wsm simulate` in its own process, market events off (rate 0): only blasts flow."""
+    """`wsm simulate` in its own process; market events off (`rate` 0) unless asked for, so
+    that only blasts flow."""
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class Simulator:
         symbols: int = 0,
         seed: int = 1,
         blast: float | None = None,
+        rate: float = 0.0,
     ) -> None:
         """`blast`: frames per second per stream to every subscription as soon as it is made
         (None: only on demand, `control("blast", ...)`)."""
@@ -65,7 +67,7 @@ class Simulator:
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "engine.cli", "simulate", "--exchange", exchange),
-                *("--rate", "0", "--symbols", str(symbols), "--seed", str(seed), *extra),
+                *("--rate", str(rate), "--symbols", str(symbols), "--seed", str(seed), *extra),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

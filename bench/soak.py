@@ -1,14 +1,17 @@
 """`wsm bench soak --minutes N`: every available exchange at a steady high rate, with a fault
 every few seconds and readers attaching and leaving.
 
-Each exchange's simulator blasts every subscription as soon as it is made (also after each
-reconnect). The faults cycle through a sequence gap (`skip`), a dropped connection (`close`),
-malformed frames, a venue shutdown notice (make-before-break rollover) and a stalled socket
-(heartbeat timeout). Every few seconds the soak samples each worker's resident memory, open
-file descriptors and asyncio tasks (from its stats), the coordinator's memory and the
-instance's `/dev/shm` usage, and reports their slope after a warm-up; it also compares the
-sequence gaps it injected with the `GAP` records a reader saw, and checks that no shared
-memory segment is left behind. The figures are for leaks, not speed.
+Each exchange whose simulator can blast does so to every subscription as soon as it is made
+(also after each reconnect); the other demo exchanges (Coinbase, KuCoin: a connection-wide or
+per-symbol sequence that pre-encoded frames cannot follow yet) run their simulator's own
+random-walk market at `PACED_RATE` events/s on their demo symbols. The faults cycle through a
+sequence gap (`skip`), a dropped connection (`close`), malformed frames, a venue shutdown
+notice (make-before-break rollover) and a stalled socket (heartbeat timeout). Every few
+seconds the soak samples each worker's resident memory, open file descriptors and asyncio
+tasks (from its stats), the coordinator's memory and the instance's `/dev/shm` usage, and
+reports their slope after a warm-up; it also compares the sequence gaps it injected with the
+`GAP` records a reader saw, and checks that no shared memory segment is left behind. The
+figures are for leaks, not speed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,19 @@ FAULTS = (
 )
 TRADE_SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 BOOK_SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+PACED_RATE = 2_000.0  # market events/s of a simulator that cannot blast
+
+
+def soak_venues() -> dict[str, tuple[list[str], list[str], bool]]:
+    """venue -> (trade symbols, book symbols, blasted)."""
+    from engine.demo import DEMO_SYMBOLS
+    from engine.registry import venues as registered
+
+    out = {v: (TRADE_SYMBOLS, BOOK_SYMBOLS, True) for v in blast_venues()}
+    for v in sorted(registered()):
+        if v not in out and v in DEMO_SYMBOLS:
+            out[v] = (DEMO_SYMBOLS[v][:3], DEMO_SYMBOLS[v][:2], False)
+    return out
 
 
 def rss_kb(pid: int) -> int:
@@ -117,12 +133,16 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
     from engine.db import DatabaseConfig
     from engine.manager import WebSocketManager
 
-    venues = blast_venues()
+    plan = soak_venues()
+    venues = list(plan)
     per_stream = rate or (200.0 if tiny else 2_000.0)
     fault_every = 2.5 if tiny else 5.0
     sample_every = 1.0 if tiny else 5.0
     instance = f"soak{os.getpid()}"
-    sims = {v: Simulator(v, blast=per_stream) for v in venues}
+    sims = {
+        v: Simulator(v, blast=per_stream) if blasted else Simulator(v, rate=PACED_RATE)
+        for v, (_, _, blasted) in plan.items()
+    }
     ctx = mp.get_context("spawn")
     loop = asyncio.get_running_loop()
     config = EngineConfig(
@@ -151,11 +171,11 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
     leftover: list[str] = []
     try:
         async with WebSocketManager(config) as manager:
-            for v in venues:
+            for v, (trade_symbols, book_symbols, _) in plan.items():
                 await manager.connect_to_exchange(v, f"{v}-main")
-                await manager.subscribe(v, f"{v}-main", channel="trades", symbols=TRADE_SYMBOLS)
-                await manager.subscribe(v, f"{v}-main", channel="orderbook", symbols=BOOK_SYMBOLS)
-                await manager.subscribe(v, f"{v}-main", channel="ticker", symbols=BOOK_SYMBOLS)
+                await manager.subscribe(v, f"{v}-main", channel="trades", symbols=trade_symbols)
+                await manager.subscribe(v, f"{v}-main", channel="orderbook", symbols=book_symbols)
+                await manager.subscribe(v, f"{v}-main", channel="ticker", symbols=book_symbols)
             for v in venues:
                 await manager.wait_for(f"{v}-main", timeout=30)
             readies, gap_procs = [], []
@@ -188,7 +208,7 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
                         await loop.run_in_executor(None, _fault, s, name)
                         faults.append((round(now - start, 1), v, name))
                         if name == "skip":
-                            injected[v] += len(BOOK_SYMBOLS)
+                            injected[v] += len(plan[v][1])  # each book sees it
                     # a reconnect leaves books resynchronising: give the next skip room
                     next_fault += fault_every
                     v = venues[visitors_started % len(venues)]

@@ -594,8 +594,8 @@ def _blast_stream(sim: BybitSim, sym: SimSymbol, topic: str, kind: str) -> Blast
     body = envelope("snapshot" if levels == 1 else "delta", data, True)
 
     def fill_book(n: int, now_ms: int, rng: np.random.Generator) -> Values:
-        first = sim.u[topic] + 1
-        sim.u[topic] += n
+        first = sim.u[topic] + 1 + sim.skips.pop(topic, 0)  # a `skip` fault: ids missed
+        sim.u[topic] = first + n - 1
         now = np.int64(now_ms)
         values: Values = {
             "ts": now,
