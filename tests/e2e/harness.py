@@ -55,6 +55,7 @@ CASES = [
         sim_args=("--option", "ping_interval_ms=1000", "--option", "ping_timeout_ms=1000"),
         reject_reason="is not found",
     ),
+    VenueCase("okx", ("BTC/USDT", "ETH/USDT"), ("BTC-USDT", "ETH-USDT")),
 ]
 
 
