@@ -27,6 +27,7 @@ DEMO_SYMBOLS = {
     "binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
     "coinbase": ["BTC/USD", "ETH/USD", "SOL/USD"],
     "kucoin": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+    "okx": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
 }
 
 

@@ -3,10 +3,11 @@ book rules (continuity by `seqId`/`prevSeqId`, the legacy CRC32 checksum)."""
 
 from __future__ import annotations
 
-import heapq
 import zlib
+from bisect import bisect_left, insort
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ import msgspec
 from adapters.okx.parse import OkxSession
 from adapters.okx.schemas import (
     Level,
+    OkxBookDelta,
     OkxBookSnapshot,
     OkxInstruments,
     OkxRestBooks,
@@ -102,22 +104,44 @@ def checksum(bids: list[Level], asks: list[Level]) -> int:
 
 
 class _Texts:
-    """The original text of every level of one book, by price."""
+    """The best levels' text of one book, kept as the venue sent it: `"price:size"` by sort
+    key (bids by -price, asks by price) and the keys in order, so the best 25 are a slice."""
 
-    __slots__ = ("asks", "bids", "book")
+    __slots__ = ("ask_keys", "asks", "bid_keys", "bids", "book")
 
     def __init__(self, book: Book, bids: list[Level], asks: list[Level]) -> None:
         self.book = book
-        self.bids = {float(lv[0]): lv for lv in bids}
-        self.asks = {float(lv[0]): lv for lv in asks}
+        self.bids = {-float(lv[0]): f"{lv[0]}:{lv[1]}" for lv in bids if float(lv[1])}
+        self.asks = {float(lv[0]): f"{lv[0]}:{lv[1]}" for lv in asks if float(lv[1])}
+        self.bid_keys = sorted(self.bids)
+        self.ask_keys = sorted(self.asks)
+
+    def checksum(self) -> int:
+        bids, asks = self.bids, self.asks
+        b = [bids[k] for k in self.bid_keys[:CHECKSUM_DEPTH]]
+        a = [asks[k] for k in self.ask_keys[:CHECKSUM_DEPTH]]
+        n = min(len(b), len(a))
+        parts = list(chain.from_iterable(zip(b, a)))
+        parts += b[n:] or a[n:]
+        crc = zlib.crc32(":".join(parts).encode())
+        return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
-def _update(texts: dict[float, Level], floats: list[tuple[float, float]], raw: list[Level]) -> None:
+def _update(
+    texts: dict[float, str],
+    keys: list[float],
+    floats: list[tuple[float, float]],
+    raw: list[Level],
+    sign: float,
+) -> None:
     for (price, size), level in zip(floats, raw, strict=True):
+        key = sign * price
         if size:
-            texts[price] = level
-        else:
-            texts.pop(price, None)
+            if key not in texts:
+                insort(keys, key)
+            texts[key] = level[0] + ":" + level[1]
+        elif texts.pop(key, None) is not None:
+            del keys[bisect_left(keys, key)]
 
 
 class OkxBookRules:
@@ -148,31 +172,30 @@ class OkxBookRules:
         return Verdict.GAP
 
     def verify(self, book: Book, message: Any) -> bool:
+        """Called by the book sync after each applied message. The levels' text is kept from
+        a snapshot with a checksum on; a message with checksum 0 (none: OKX sends 0 since
+        2025) stops it until the next snapshot, so books without checksums cost nothing."""
         key = id(book)
-        if isinstance(message, OkxBookSnapshot):
-            if message.bid_text is None or message.ask_text is None:
-                self._texts.pop(key, None)  # books5: nothing to check, no text kept
-                return True
-            texts = self._texts[key] = _Texts(book, message.bid_text, message.ask_text)
-        elif isinstance(message, BookSnapshot):
+        expected = message.checksum if isinstance(message, OkxBookSnapshot | OkxBookDelta) else 0
+        if not expected:
             self._texts.pop(key, None)
             return True
+        if isinstance(message, OkxBookSnapshot):
+            if message.bid_text is None or message.ask_text is None:
+                self._texts.pop(key, None)
+                return True
+            texts = self._texts[key] = _Texts(book, message.bid_text, message.ask_text)
         else:
             found = self._texts.get(key)
             if found is None or found.book is not book:
-                return True  # no snapshot text to check against
+                return True  # no snapshot text to check against (see above)
             texts = found
             if message.bid_text:
-                _update(texts.bids, message.bids, message.bid_text)
+                _update(texts.bids, texts.bid_keys, message.bids, message.bid_text, -1.0)
             if message.ask_text:
-                _update(texts.asks, message.asks, message.ask_text)
-        expected = message.checksum
-        if not expected:
-            return True
+                _update(texts.asks, texts.ask_keys, message.asks, message.ask_text, 1.0)
         self.verified += 1
-        bids = [texts.bids[p] for p in heapq.nlargest(CHECKSUM_DEPTH, book.bids)]
-        asks = [texts.asks[p] for p in heapq.nsmallest(CHECKSUM_DEPTH, book.asks)]
-        return bool(checksum(bids, asks) == expected)
+        return bool(texts.checksum() == expected)
 
 
 class OkxVenue(Venue):
