@@ -20,11 +20,14 @@ from typing import Any
 import msgspec
 
 from adapters.okx.schemas import OkxBookDelta, OkxBookSnapshot, OkxMsg, OkxOther
-from engine.records import Flag, Kind, Side
+from engine.records import Flag, GapReason, Kind, Side
 from engine.streams import RouteTable, Stream
 from engine.venue import SessionEvents, Sink
 
 MS = 1_000_000  # ns per ms
+# A snapshot this far below its live book is not a late one (connections lag by a few ids)
+# but the venue's ids after a reset: OKX resets `seqId` after maintenance.
+RESET_MARGIN = 1_000_000
 _LAST = int(Flag.LAST)
 _TRADE = int(Kind.TRADE)
 _SIDES = {"buy": int(Side.BUY), "sell": int(Side.SELL)}
@@ -102,7 +105,14 @@ def on_books(msg: OkxMsg, stream: Stream, recv_ns: int, session: OkxSession) -> 
                 ask_text=d.asks,
                 checksum=d.checksum,
             )
-            book.resnapshot(snap, recv_ns)
+            if not book.awaiting and d.seqId + RESET_MARGIN < book.last_id:
+                # far below the book: the venue reset its ids (maintenance) and this
+                # connection carries the new ones; the engine would drop it as stale and
+                # then every update of this connection too. Start again from it.
+                book.invalidate(GapReason.SEQUENCE_GAP, recv_ns, request=False)
+                book.on_snapshot(snap, recv_ns)
+            else:
+                book.resnapshot(snap, recv_ns)
         else:
             delta = OkxBookDelta(
                 d.seqId,

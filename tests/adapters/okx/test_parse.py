@@ -466,3 +466,25 @@ def test_a_prev_seq_id_gap_recovers_exactly_once() -> None:
     assert len(sink.of(Kind.SNAPSHOT_BEGIN)) == 2 and requested == [stream]
     assert sink.records[-1].size == 3.0 and stream.book.last_id == 123481
     assert events.errors == []
+
+
+def test_a_snapshot_far_below_the_book_is_a_reset_and_taken_with_a_gap() -> None:
+    """After maintenance OKX's ids start again: a new connection's snapshot far below the
+    book is taken (one GAP, then the snapshot), not dropped as a late one; a snapshot a
+    little below (another connection lagging) is dropped as before."""
+    session, sink, _, routes, requested = session_for([("orderbook", "BTC-USDT", 1)])
+    book = routes.get("books:BTC-USDT").book
+    book.start()
+    first = json.loads(frames(OKX / "books_doc.jsonl")[0])
+    first["data"][0].update(checksum=0, seqId=50_000_000)
+    session.on_message(json.dumps(first).encode(), RECV)
+    late = dict(first, data=[dict(first["data"][0], seqId=49_999_990)])
+    session.on_message(json.dumps(late).encode(), RECV)
+    assert book.counters.dropped == 1 and sink.of(Kind.GAP) == []
+    reset = dict(first, data=[dict(first["data"][0], seqId=12)])
+    session.on_message(json.dumps(reset).encode(), RECV)
+    (gap,) = sink.of(Kind.GAP)
+    assert gap.aux == GapReason.SEQUENCE_GAP and book.last_id == 12 and requested == []
+    assert len(sink.of(Kind.SNAPSHOT_BEGIN)) == 2
+    session.on_message(doc_book(12, 13, bids=[["8476.97", "5", "0", "1"]]), RECV)
+    assert book.last_id == 13 and sink.records[-1].size == 5.0

@@ -249,6 +249,7 @@ async def test_the_shutdown_notice_is_the_documented_one(server: SimServer) -> N
 
 
 async def test_rest_instruments_and_book_parse_with_the_adapter(server: SimServer) -> None:
+    server.paused_market = True  # the REST book and the simulator's, at one moment
     body = await rest(server, "/api/v5/public/instruments?instType=SPOT")
     instruments = VENUE.parse_instruments(json.dumps(body).encode())
     by_symbol = {i.venue_symbol: i for i in instruments}
