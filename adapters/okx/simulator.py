@@ -31,8 +31,10 @@ import zlib
 from collections import defaultdict, deque
 from typing import Any
 
+import numpy as np
 import orjson
 
+from adapters.simkit.blast import BlastStream, FrameTemplate, Values, dec_width
 from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
 from adapters.simkit.server import SimClient, SimServer
 
@@ -114,6 +116,7 @@ class OkxSim:
         self._connects: deque[float] = deque()
         self._conn_ids = 0
         self.server: SimServer | None = None
+        self._blast: dict[str, BlastStream | None] = {}
 
     def attach(self, server: SimServer) -> None:
         self.server = server
@@ -496,6 +499,20 @@ class OkxSim:
             "update_ids": {s: sym.update_id for s, sym in self.symbols.items()},
         }
 
+    # -- blast mode (benchmarks) ----------------------------------------------------------
+
+    def blast_stream(self, name: str) -> BlastStream | None:
+        """Pre-encoded frames of `trades:<instId>` and `books:<instId>` for
+        `adapters.simkit.blast` (None: not blastable). Ids continue from the simulated market's
+        counters; blasted book updates chain `prevSeqId` and carry checksum 0 (none), and
+        their numbers are fixed-width (zero padded), which OKX's text never is."""
+        if name not in self._blast:
+            channel, _, inst = name.partition(":")
+            sym = self.symbols.get(inst)
+            ok = sym is not None and channel in ("trades", "books")
+            self._blast[name] = _blast_stream(sym, channel) if ok and sym else None
+        return self._blast[name]
+
     def control(self, parts: list[str], query: dict[str, str]) -> Any:
         if parts == ["corrupt"]:
             symbol = query.get("symbol")
@@ -514,3 +531,76 @@ class OkxSim:
         if parts == ["trades"] and sym is not None:
             return [list(t) for t in self.trade_log[sym.venue_symbol]]
         return None
+
+
+BLAST_LEVELS = 5  # per side in a blasted book update: 10 level changes per message
+_SPREAD = 20  # blasted prices stay within this many ticks of the top of the book
+
+
+def _blast_stream(sym: SimSymbol, channel: str) -> BlastStream:
+    pd, sd = sym.price_decimals, sym.size_decimals
+    bid, ask = sym.best_bid(), sym.best_ask()
+    lo, hi = max(1, bid - _SPREAD), ask + _SPREAD
+    whole = dec_width(hi, pd)
+    floor = 10 ** (pd + whole - 1) if whole > 1 else 0  # no leading zero in a price
+
+    def px(a: np.ndarray[Any, Any]) -> Any:
+        return np.maximum(a, floor)
+
+    max_size = 5 * 10**sd
+    price = f"{{p:{whole}.{pd}}}"
+    size = f"{{q:{dec_width(max_size, sd)}.{sd}}}"
+    vs = sym.venue_symbol
+    arg = f'{{"arg":{{"channel":"{channel}","instId":"{vs}"}},'
+    if channel == "trades":
+        tid = len(str(sym.trade_id + 1))
+        body = (
+            f'{arg}"data":[{{"instId":"{vs}","tradeId":"{{t:{tid}}}","px":"{price}",'
+            f'"sz":"{size}","side":"buy","ts":"{{T:13}}","count":"1","source":"0",'
+            f'"seqId":{{s:{tid}}}}}]}}'
+        )
+
+        def fill_trade(n: int, now_ms: int, rng: np.random.Generator) -> Values:
+            ids = np.arange(sym.trade_id + 1, sym.trade_id + 1 + n, dtype=np.int64)
+            sym.trade_id += n
+            return {
+                "T": np.int64(now_ms),
+                "t": ids,
+                "s": ids,
+                "p": px(rng.integers(lo, hi + 1, n)),
+                "q": rng.integers(1, max_size + 1, n),
+            }
+
+        return BlastStream(f"trades:{vs}", _shapes(body), fill_trade)
+    width = len(str(sym.update_id + 1))
+
+    def levels(side: str) -> str:
+        return ",".join(
+            f'["{{{side}p{i}:{whole}.{pd}}}","{{{side}q{i}:{dec_width(max_size, sd)}.{sd}}}",'
+            f'"0","1"]'
+            for i in range(BLAST_LEVELS)
+        )
+
+    body = (
+        f'{arg}"action":"update","data":[{{"asks":[{levels("a")}],"bids":[{levels("b")}],'
+        f'"ts":"{{T:13}}","checksum":0,"prevSeqId":{{pu:{width}}},"seqId":{{u:{width}}}}}]}}'
+    )
+
+    def fill_books(n: int, now_ms: int, rng: np.random.Generator) -> Values:
+        seq = sym.update_id + 1 + np.arange(n, dtype=np.int64)
+        sym.update_id += n
+        values: Values = {"T": np.int64(now_ms), "u": seq, "pu": seq - 1}
+        for i in range(BLAST_LEVELS):
+            values[f"bp{i}"] = px(bid - rng.integers(0, _SPREAD, n))
+            values[f"ap{i}"] = ask + rng.integers(0, _SPREAD, n)
+            for side in "ba":
+                q = rng.integers(1, max_size + 1, n)
+                values[f"{side}q{i}"] = np.where(rng.random(n) < 0.1, 0, q)
+        return values
+
+    return BlastStream(f"books:{vs}", _shapes(body), fill_books, levels=2 * BLAST_LEVELS)
+
+
+def _shapes(body: str) -> dict[bool, FrameTemplate]:
+    template = FrameTemplate(body.encode())
+    return {True: template, False: template}

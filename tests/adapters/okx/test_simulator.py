@@ -270,3 +270,41 @@ def test_malformed_frames_fail_as_intended() -> None:
         assert sim.malformed(kind)
     with pytest.raises(ValueError):
         sim.malformed("nope")
+
+
+def test_blasted_frames_parse_and_chain_on_a_synchronised_book() -> None:
+    import numpy as np
+
+    from engine.records import Kind
+    from engine.streams import RouteTable, make_stream
+    from tests.support import Events, ListSink
+
+    sim = OkxSim()
+    sink, events, routes = ListSink(), Events(), RouteTable()
+    streams = {}
+    for sid, channel in enumerate(("trades", "orderbook"), 1):
+        ch = VENUE.spec.channel(channel)
+        assert ch is not None
+        streams[channel] = make_stream(VENUE, ch, "BTC-USDT", sid, sink, lambda s: None)
+        routes.add(streams[channel])
+    session = VENUE.session(routes, sink, events)
+    streams["orderbook"].book.start()
+    sym = sim.symbols["BTC-USDT"]
+    session.on_message(sim._book_frame(sym, "snapshot", *sim._levels(sym, 400), 0), 0)
+    rng = np.random.default_rng(7)
+    for name in ("trades:BTC-USDT", "books:BTC-USDT"):
+        bs = sim.blast_stream(name)
+        assert bs is not None
+        template = bs.templates[True]
+        for _ in range(2):  # two chunks: ids continue
+            rows = template.render(50, bs.fill(50, 1_700_000_000_000, rng))
+            for row in rows:
+                session.on_message(row.tobytes()[template.frame_size - template.payload_size :], 1)
+    assert events.errors == []
+    trades = sink.of(Kind.TRADE)
+    assert len(trades) == 100 and [t.ref for t in trades] == list(
+        range(trades[0].ref, trades[0].ref + 100)
+    )
+    book = streams["orderbook"].book
+    assert (book.counters.deltas, book.counters.gaps) == (100, 0)
+    assert sim.blast_stream("tickers:BTC-USDT") is None and sim.blast_stream("trades:NOPE") is None
