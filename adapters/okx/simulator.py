@@ -4,7 +4,8 @@ Speaks what a client of `wss://ws.okx.com:8443/ws/v5/public` sees: `{"op":"subsc
 "unsubscribe","args":[{"channel","instId"},..]}` (an optional `id`, echoed), answered by one
 `{"event":"subscribe","arg":{..},"connId":..}` per channel, or `{"event":"error","code","msg"}`
 (60012 invalid request, 60018 unknown channel or instrument, 60014 too frequent); the text
-`ping` answered by the text `pong`; the close of a connection silent for 30 s; the service
+`ping` answered by the text `pong`; the close of a connection on which nothing flowed for 30 s
+(`idle_close`); the service
 upgrade notice (64008) before a cut. Channels `trades` (every trade, with `count`, `source` and
 `seqId` as OKX sends them now), `tickers` (at most every 100 ms per instrument), `bbo-tbt`
 (every change of the best levels), `books` (a snapshot of the whole book on subscribing, then
@@ -79,7 +80,9 @@ class OkxSim:
         keepalive: float | str = 1.0,
         ticker_interval: float = 0.1,
         enforce_limits: bool = True,
+        idle_close: float | str = IDLE_CLOSE,
     ) -> None:
+        self.idle_close = float(idle_close)
         self.rng = random.Random(seed)
         self.checksums = str(checksums).lower() not in ("0", "false", "no")
         self.keepalive = float(keepalive)
@@ -280,13 +283,18 @@ class OkxSim:
                     self._send(f"books:{vs}", self._book_frame(sym, "update", [], [], now_ns, uid))
 
     def _close_idle_clients(self, now: float) -> None:
-        """OKX cuts a connection that sent nothing for 30 s (a stalled one hears nothing)."""
+        """OKX cuts a connection on which nothing flowed for 30 s, either way (a client with
+        quiet subscriptions must ping). A stalled one hears nothing, not even the close."""
         assert self.server is not None
         for client in list(self.server.clients):
             if client.stalled or client.closing:
                 continue
+            state = client.state
+            if client.sent != state.get("sent_seen"):
+                state["sent_seen"] = client.sent
+                state["active_at"] = now
             last = client.recv_times[-1] if client.recv_times else client.connected_at
-            if now - last > IDLE_CLOSE:
+            if now - max(last, state.get("active_at", 0.0)) > self.idle_close:
                 self.violations["idle_close"] += 1
                 client.close(4004)
 

@@ -308,3 +308,16 @@ def test_blasted_frames_parse_and_chain_on_a_synchronised_book() -> None:
     book = streams["orderbook"].book
     assert (book.counters.deltas, book.counters.gaps) == (100, 0)
     assert sim.blast_stream("tickers:BTC-USDT") is None and sim.blast_stream("trades:NOPE") is None
+
+
+async def test_a_connection_where_nothing_flows_is_cut_and_a_busy_one_is_not() -> None:
+    async with SimServer(OkxSim(idle_close=0.5), rate=400) as server:
+        quiet_transport, quiet = await connect(server)
+        busy_transport, busy = await connect(server)
+        subscribe(busy_transport, [("trades", "BTC-USDT"), ("books", "BTC-USDT")])
+        await until(lambda: quiet.closed, 5, "the quiet connection cut")
+        n = len(busy.frames)
+        await until(lambda: len(busy.frames) > n + 100, 10, "the busy one still fed")
+        assert not busy.closed and server.venue.violations == {"idle_close": 1}
+        busy_transport.disconnect()
+        quiet_transport.disconnect()
