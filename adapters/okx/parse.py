@@ -31,8 +31,9 @@ RESET_MARGIN = 1_000_000
 _LAST = int(Flag.LAST)
 _TRADE = int(Kind.TRADE)
 _SIDES = {"buy": int(Side.BUY), "sell": int(Side.SELL)}
-# notices that carry nothing we act on (OKX reports connection counts per channel)
-_QUIET_EVENTS = frozenset(("channel-conn-count", "channel-conn-count-error", "login"))
+# answers that carry nothing we act on (OKX reports connection counts per channel); its
+# `channel-conn-count-error` (too many connections on a channel) is counted as unrecognised
+_QUIET_EVENTS = frozenset(("channel-conn-count", "login"))
 SHUTDOWN_CODES = frozenset(("64008",))  # "The connection will soon be closed for a service upgrade"
 
 _decode = msgspec.json.Decoder(OkxMsg, strict=False).decode

@@ -52,15 +52,18 @@ SPEC = VenueSpec(
     # answered by the text `pong`. Ping after 25 s of silence, give up 5 s later.
     heartbeat=Heartbeat(idle=25.0, timeout=5.0, ping=b"ping", pong=b"pong"),
     limits=Limits(
-        # No documented cap of channels per connection; the request size is (64 KB of args).
+        # No documented cap of channels per connection; a request's args must stay under
+        # 64 KB (100 args are about 5 KB).
         streams_per_connection=500,
         streams_per_request=100,
-        # 480 subscribe/unsubscribe/login requests per hour per connection, and at most 3 a
-        # second: 2 a second keeps within the second; resyncs (2 requests) are rare
+        # 480 subscribe/unsubscribe/login requests per hour per connection. The engine paces
+        # by rate, not by hour: 2 a second keeps a burst of subscriptions short, and a
+        # connection's requests over an hour (subscriptions, resyncs: 2 each) stay far below.
         requests_per_second=2.0,
-        # 3 connection requests per second per IP: a bucket of 3 refilled at 1.5/s
-        budget=3,
-        budget_per_second=1.5,
+        # 3 connection requests per second per IP: a bucket of 2 refilled at 1/s never lets
+        # more than 3 start within a second
+        budget=2,
+        budget_per_second=1.0,
     ),
     channels=(
         Channel("trades", Kind.TRADE, "trades"),
