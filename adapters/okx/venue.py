@@ -4,10 +4,9 @@ book rules (continuity by `seqId`/`prevSeqId`, the legacy CRC32 checksum)."""
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from itertools import chain
 from typing import Any
 
 import msgspec
@@ -106,45 +105,55 @@ def checksum(bids: list[Level], asks: list[Level]) -> int:
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
-class _Texts:
-    """The best levels' text of one book, kept as the venue sent it: `"price:size"` by sort
-    key (bids by -price, asks by price) and the keys in order, so the best 25 are a slice."""
+class _Side:
+    """One side's levels as the venue wrote them (`"price:size"`), best first: sort keys
+    (-price for bids, price for asks) and texts in two aligned lists, so the best 25 are a
+    slice."""
 
-    __slots__ = ("ask_keys", "asks", "bid_keys", "bids", "book")
+    __slots__ = ("keys", "texts")
+
+    def __init__(self, levels: list[Level], sign: float) -> None:
+        pairs = sorted((sign * float(lv[0]), f"{lv[0]}:{lv[1]}") for lv in levels if float(lv[1]))
+        self.keys = [k for k, _ in pairs]
+        self.texts = [t for _, t in pairs]
+
+    def update(self, floats: list[tuple[float, float]], raw: list[Level], sign: float) -> None:
+        keys, texts = self.keys, self.texts
+        for (price, size), level in zip(floats, raw, strict=True):
+            key = sign * price
+            i = bisect_left(keys, key)
+            found = i < len(keys) and keys[i] == key
+            if size:
+                if found:
+                    texts[i] = level[0] + ":" + level[1]
+                else:
+                    keys.insert(i, key)
+                    texts.insert(i, level[0] + ":" + level[1])
+            elif found:
+                del keys[i]
+                del texts[i]
+
+
+class _Texts:
+    """The original text of one book's levels (see `_Side`)."""
+
+    __slots__ = ("asks", "bids", "book")
 
     def __init__(self, book: Book, bids: list[Level], asks: list[Level]) -> None:
         self.book = book
-        self.bids = {-float(lv[0]): f"{lv[0]}:{lv[1]}" for lv in bids if float(lv[1])}
-        self.asks = {float(lv[0]): f"{lv[0]}:{lv[1]}" for lv in asks if float(lv[1])}
-        self.bid_keys = sorted(self.bids)
-        self.ask_keys = sorted(self.asks)
+        self.bids = _Side(bids, -1.0)
+        self.asks = _Side(asks, 1.0)
 
     def checksum(self) -> int:
-        bids, asks = self.bids, self.asks
-        b = [bids[k] for k in self.bid_keys[:CHECKSUM_DEPTH]]
-        a = [asks[k] for k in self.ask_keys[:CHECKSUM_DEPTH]]
+        b = self.bids.texts[:CHECKSUM_DEPTH]
+        a = self.asks.texts[:CHECKSUM_DEPTH]
         n = min(len(b), len(a))
-        parts = list(chain.from_iterable(zip(b, a)))
+        parts = b[:n] + a[:n]
+        parts[0::2] = b[:n]
+        parts[1::2] = a[:n]
         parts += b[n:] or a[n:]
         crc = zlib.crc32(":".join(parts).encode())
         return crc - (1 << 32) if crc >= 1 << 31 else crc
-
-
-def _update(
-    texts: dict[float, str],
-    keys: list[float],
-    floats: list[tuple[float, float]],
-    raw: list[Level],
-    sign: float,
-) -> None:
-    for (price, size), level in zip(floats, raw, strict=True):
-        key = sign * price
-        if size:
-            if key not in texts:
-                insort(keys, key)
-            texts[key] = level[0] + ":" + level[1]
-        elif texts.pop(key, None) is not None:
-            del keys[bisect_left(keys, key)]
 
 
 class OkxBookRules:
@@ -194,9 +203,9 @@ class OkxBookRules:
                 return True  # no snapshot text to check against (see above)
             texts = found
             if message.bid_text:
-                _update(texts.bids, texts.bid_keys, message.bids, message.bid_text, -1.0)
+                texts.bids.update(message.bids, message.bid_text, -1.0)
             if message.ask_text:
-                _update(texts.asks, texts.ask_keys, message.asks, message.ask_text, 1.0)
+                texts.asks.update(message.asks, message.ask_text, 1.0)
         self.verified += 1
         return bool(texts.checksum() == expected)
 
