@@ -28,6 +28,7 @@ DEMO_SYMBOLS = {
     "coinbase": ["BTC/USD", "ETH/USD", "SOL/USD"],
     "kucoin": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
     "bybit": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+    "okx": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
 }
 
 

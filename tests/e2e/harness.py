@@ -62,6 +62,7 @@ CASES = [
         shutdown_notice=False,
         reject_reason="handler not found",
     ),
+    VenueCase("okx", ("BTC/USDT", "ETH/USDT"), ("BTC-USDT", "ETH-USDT")),
 ]
 
 
