@@ -55,6 +55,15 @@ CASES = [
         sim_args=("--option", "ping_interval_ms=1000", "--option", "ping_timeout_ms=1000"),
         reject_reason="is not found",
     ),
+    VenueCase(
+        "kraken",
+        ("BTC/USD", "ETH/USD"),
+        ("BTC/USD", "ETH/USD"),
+        shutdown_notice=False,
+        reject_reason="Currency pair not supported",
+        # no sequence: a lost book update shows as the next message's checksum mismatch
+        extra={"skip_gap": "CHECKSUM_MISMATCH"},
+    ),
 ]
 
 
