@@ -17,10 +17,11 @@ price and quantity text with the `.` and leading zeros removed: asks best first,
 best first. The numbers are JSON numbers printed at the pair's full precision, so the text of
 a level is its value at that precision. The session reads the precision from the text of the
 first book message of each subscription (the snapshot), and the book rules
-(`KrakenBookRules.verify`) rebuild the text of the book's top levels from their values: the
-text without its `.` and leading zeros is the value in units of the last digit. They also cut
-the book to the subscribed depth after every message, as the venue expects (it sends no
-removal for levels that fall out of range), and write those removals as levels of the update.
+(`KrakenBookRules.verify`) rebuild the text of each level from its values when it changes
+(without its `.` and leading zeros, the text is the value in units of its last digit; see
+`LevelTexts`). They also cut the book to the subscribed depth after every message, as the
+venue expects (it sends no removal for levels that fall out of range), and write those
+removals as levels of the update.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ _LAST = int(Flag.LAST)
 _TRADE = int(Kind.TRADE)
 _SIDES = {"buy": int(Side.BUY), "sell": int(Side.SELL)}
 _EXACT = float(1 << 52)  # below this, value * 10**decimals rounds to the exact integer
+_POW10 = [10**n for n in range(19)]
 
 _connections = itertools.count(1)
 _decode_frame = msgspec.json.Decoder(KrakenFrame).decode
@@ -104,33 +106,68 @@ def decimals_in(payload: memoryview | bytes) -> tuple[int, int] | None:
     return max(map(len, prices)), max(map(len, qtys))
 
 
-def _text(value: float, scale: int, places: int) -> str:
-    """A positive value's text with the `.` and leading zeros removed: its units."""
-    scaled = value * scale
-    if scaled < _EXACT:
-        return str(round(scaled))
-    text = f"{value:.{places}f}".replace(".", "").lstrip("0")
-    return text
+def level_text(price: float, qty: float, price_decimals: int, qty_decimals: int) -> str:
+    """One level's part of the checksum text: the price then the quantity as the venue prints
+    them, without `.` and leading zeros, which is each value in units of its last digit."""
+    sp, sq = price * _POW10[price_decimals], qty * _POW10[qty_decimals]
+    if sp < _EXACT and sq < _EXACT:  # the product rounds to the exact integer
+        return f"{int(sp + 0.5)}{int(sq + 0.5)}"
+    price_text = f"{price:.{price_decimals}f}".replace(".", "").lstrip("0")
+    return price_text + f"{qty:.{qty_decimals}f}".replace(".", "").lstrip("0")
 
 
 def checksum(book: Book, price_decimals: int, qty_decimals: int) -> int:
     """Kraken's CRC32 of the book's top 10 asks (low to high) then top 10 bids (high to low):
     each level's price text then its quantity text, without `.` and leading zeros."""
-    ps, qs = 10**price_decimals, 10**qty_decimals
     asks, bids = book.asks, book.bids
-    top_asks = (
-        sorted(asks)[:CHECKSUM_LEVELS]
-        if len(asks) <= 4 * CHECKSUM_LEVELS
-        else heapq.nsmallest(CHECKSUM_LEVELS, asks)
-    )
-    top_bids = (
-        sorted(bids, reverse=True)[:CHECKSUM_LEVELS]
-        if len(bids) <= 4 * CHECKSUM_LEVELS
-        else heapq.nlargest(CHECKSUM_LEVELS, bids)
-    )
-    parts = [_text(p, ps, price_decimals) + _text(asks[p], qs, qty_decimals) for p in top_asks]
-    parts.extend(_text(p, ps, price_decimals) + _text(bids[p], qs, qty_decimals) for p in top_bids)
-    return zlib.crc32("".join(parts).encode())
+    text = "".join(
+        level_text(p, asks[p], price_decimals, qty_decimals) for p in _top_asks(asks)
+    ) + "".join(level_text(p, bids[p], price_decimals, qty_decimals) for p in _top_bids(bids))
+    return zlib.crc32(text.encode())
+
+
+def _top_asks(asks: dict[float, float]) -> list[float]:
+    if len(asks) <= 4 * CHECKSUM_LEVELS:
+        return sorted(asks)[:CHECKSUM_LEVELS]
+    return heapq.nsmallest(CHECKSUM_LEVELS, asks)
+
+
+def _top_bids(bids: dict[float, float]) -> list[float]:
+    if len(bids) <= 4 * CHECKSUM_LEVELS:
+        return sorted(bids, reverse=True)[:CHECKSUM_LEVELS]
+    return heapq.nlargest(CHECKSUM_LEVELS, bids)
+
+
+class LevelTexts:
+    """The checksum text of every level of one book, kept up to date from the levels of each
+    message (a level's text is made once, when it changes), so that a checksum is a sort of
+    the top prices, 20 look-ups and one CRC32."""
+
+    __slots__ = ("asks", "bids", "precision")
+
+    def __init__(self, book: Book, price_decimals: int, qty_decimals: int) -> None:
+        self.precision = (price_decimals, qty_decimals)
+        self.bids = {
+            p: level_text(p, q, price_decimals, qty_decimals) for p, q in book.bids.items()
+        }
+        self.asks = {
+            p: level_text(p, q, price_decimals, qty_decimals) for p, q in book.asks.items()
+        }
+
+    def update(self, delta: KrakenBookDelta) -> None:
+        pd, qd = self.precision
+        for texts, levels in ((self.bids, delta.bids), (self.asks, delta.asks)):
+            for p, q in levels:
+                if q:
+                    texts[p] = level_text(p, q, pd, qd)
+                else:
+                    texts.pop(p, None)
+
+    def checksum(self, book: Book) -> int:
+        asks, bids = self.asks, self.bids
+        text = "".join([asks[p] for p in _top_asks(book.asks)])
+        text += "".join([bids[p] for p in _top_bids(book.bids)])
+        return zlib.crc32(text.encode())
 
 
 def truncate(book: Book, delta: KrakenBookDelta) -> None:

@@ -13,7 +13,7 @@ from adapters.kraken.parse import (
     DEPTH,
     KrakenBookDelta,
     KrakenSession,
-    checksum,
+    LevelTexts,
     truncate,
 )
 from adapters.kraken.schemas import KrakenAssetPairs
@@ -80,6 +80,10 @@ class KrakenBookRules:
 
     snapshot_from_rest = False
 
+    def __init__(self) -> None:
+        # the checksum text of each book's levels (a worker keeps few books: never pruned)
+        self.texts: dict[Book, LevelTexts] = {}
+
     def bridge(self, snapshot_id: int, delta: Any) -> Verdict:
         return Verdict.DROP if delta.last_id < snapshot_id else Verdict.APPLY
 
@@ -89,11 +93,15 @@ class KrakenBookRules:
     def verify(self, book: Book, message: Any) -> bool:
         """After a message is applied: cut the book to the subscribed depth (updates only:
         a snapshot never exceeds it), then compare the venue's checksum with the book's."""
+        pd, qd = message.price_decimals, message.qty_decimals
+        texts = self.texts.get(book)
         if type(message) is KrakenBookDelta:
             truncate(book, message)
-        return bool(
-            checksum(book, message.price_decimals, message.qty_decimals) == message.checksum
-        )
+            if texts is not None and texts.precision == (pd, qd):
+                texts.update(message)
+                return bool(texts.checksum(book) == message.checksum)
+        texts = self.texts[book] = LevelTexts(book, pd, qd)  # a snapshot: every level anew
+        return bool(texts.checksum(book) == message.checksum)
 
 
 class KrakenVenue(Venue):

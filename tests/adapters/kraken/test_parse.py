@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from adapters.kraken import VENUE
-from adapters.kraken.parse import ACK_BITS, SEQ_BITS, decimals_in, timestamp_ns
+from adapters.kraken.parse import (
+    ACK_BITS,
+    SEQ_BITS,
+    checksum,
+    decimals_in,
+    level_text,
+    timestamp_ns,
+)
 from engine.records import ASK, BID, Flag, GapReason, Kind, Side, format_decimal
 from engine.streams import RouteTable, Stream, make_stream
 from tests.support import FIXTURES, Events, ListSink, book_from_records, frames
@@ -131,6 +138,19 @@ def test_the_real_capture_replays_with_every_checksum_verified_and_the_exact_fin
     assert sink.of(Kind.GAP) == []
     last = sink.records[-1]
     assert last.flags & Flag.LAST and last.ref == session.epoch | 41
+    # the level texts kept message by message give the checksum made from scratch: the last
+    # frame's
+    texts = VENUE.book_rules.texts[sync.book]
+    assert texts.checksum(sync.book) == checksum(sync.book, PRICE, SIZE) == 3061739456
+    assert len(texts.bids) == len(texts.asks) == 10
+
+
+def test_a_levels_text_is_the_venues_without_the_point_and_leading_zeros() -> None:
+    assert level_text(64525.0, 0.000051, 1, 8) == "645250" + "5100"
+    assert level_text(0.9998, 44620.68691883, 5, 8) == "99980" + "4462068691883"
+    assert level_text(3.0, 120.0, 0, 0) == "3" + "120"
+    # past 2**52 units a product may not round to the exact integer: the text is printed
+    assert level_text(0.1, 5e15, 1, 1) == "1" + "50000000000000000"
 
 
 def test_the_snapshot_publishes_the_ten_levels_of_each_side_exactly() -> None:
