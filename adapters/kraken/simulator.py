@@ -10,9 +10,10 @@ for levels that fall out of range (the client cuts its book to the depth) and th
 comes back into range as an insert; every book message carries the CRC32 checksum of the top
 10 levels computed the venue's way. `trade` sends the last 50 trades on subscribing with
 `snapshot: true`, then every trade with the taker's side; `ticker` sends the best bid and offer
-when they or the last price change. Numbers are JSON numbers at the pair's full precision
-(`64525.0`, `0.00005100`). The REST `/0/public/AssetPairs` lists the pairs with their REST
-names (`XBT/USD` as `wsname`, `pair_decimals`, `lot_decimals`).
+on every trade (`event_trigger: trades`, the default) or whenever they change (`bbo`).
+Numbers are JSON numbers at the pair's full precision (`64525.0`, `0.00005100`). The REST
+`/0/public/AssetPairs` lists the pairs with their REST names (`XBT/USD` as `wsname`,
+`pair_decimals`, `lot_decimals`).
 
 Faults of its own: `skip(n)` loses the next `n` book updates of every pair on the way to each
 client (an update that would happen to repair the client's book is lost as well, so the loss
@@ -196,7 +197,7 @@ class KrakenSim:
         return path in ("", "/", "/v2")
 
     def on_connect(self, client: SimClient, path: str, query: dict[str, str]) -> None:
-        client.state.update(depth={}, drop={}, lag={}, times=deque())
+        client.state.update(depth={}, trigger={}, drop={}, lag={}, times=deque())
         status = {
             "channel": "status",
             "type": "update",
@@ -277,7 +278,11 @@ class KrakenSim:
             client.state["lag"].pop(symbol, None)
             result["depth"] = depth
         elif channel == "ticker":
-            result["event_trigger"] = "trades"
+            trigger = params.get("event_trigger", "trades")
+            if trigger not in ("trades", "bbo"):
+                return self._error(client, "subscribe", rid, symbol, "Invalid event_trigger")
+            client.state["trigger"][symbol] = trigger
+            result["event_trigger"] = trigger
         result |= {"snapshot": bool(snapshot), "symbol": symbol}
         client.subscribe([name])
         self._answer(client, "subscribe", rid, result)
@@ -406,10 +411,22 @@ class KrakenSim:
             )
             self.server.broadcast(f"trade:{vs}", lambda _c: frame)
         if ev.trade is not None or ev.top_changed:
-            data = [self._ticker(sym, now_ns)]
-            frame = orjson.dumps({"channel": "ticker", "type": "update", "data": data})
-            self.server.broadcast(f"ticker:{vs}", lambda _c: frame)
+            self._publish_ticker(sym, ev, now_ns)
         self._publish_book(sym, now_ns)
+
+    def _publish_ticker(self, sym: SimSymbol, ev: Event, now_ns: int) -> None:
+        """To subscribers with `event_trigger: trades` on a trade, with `bbo` when the best
+        bid or offer changed."""
+        assert self.server is not None
+        vs = sym.venue_symbol
+        frame = b""
+        for client in self.server.index.get(f"ticker:{vs}", ()):
+            bbo = client.state["trigger"].get(vs) == "bbo"
+            if ev.top_changed if bbo else ev.trade is not None:
+                if not frame:
+                    data = [self._ticker(sym, now_ns)]
+                    frame = orjson.dumps({"channel": "ticker", "type": "update", "data": data})
+                client.send(frame)
 
     def _publish_book(self, sym: SimSymbol, now_ns: int) -> None:
         assert self.server is not None

@@ -136,6 +136,8 @@ class KrakenVenue(Venue):
                 params: dict[str, Any] = {"channel": native, "symbol": chunk}
                 if native == "book":
                     params["depth"] = DEPTH
+                elif native == "ticker":
+                    params["event_trigger"] = "bbo"  # on every best bid/offer change
                 if subscribe:
                     params["snapshot"] = True  # books need it; trades: the missed ones
                 text = _encode(

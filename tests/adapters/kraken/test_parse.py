@@ -413,6 +413,13 @@ def test_requests_carry_their_pair_count_and_are_acked_once_every_pair_answered(
         (40, ("trade:BTC/USD", "trade:ETH/USD")),
         (41, ("book:BTC/USD",)),
     ]
+    (ticker,) = VENUE.requests(["ticker:BTC/USD"], 45, subscribe=True)
+    assert json.loads(ticker.text)["params"] == {
+        "channel": "ticker",
+        "symbol": ["BTC/USD"],
+        "event_trigger": "bbo",  # every change of the best bid or offer, not only trades
+        "snapshot": True,
+    }
     (unsub,) = VENUE.requests(["trade:BTC/USD"], 50, subscribe=False)
     assert json.loads(unsub.text) == {
         "method": "unsubscribe",

@@ -4,6 +4,7 @@ the `skip` and `corrupt` faults, the AssetPairs instruments."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -280,3 +281,23 @@ async def test_asset_pairs_name_bitcoin_xbt_and_give_the_precision(server: SimSe
     assert set(insts) == {"BTC/USD", "ETH/USD", "SOL/USD", "XRP/USD", "ETH/BTC"}
     btc = insts["BTC/USD"]
     assert (btc.symbol, btc.price_decimals, btc.size_decimals) == ("BTC-USD", 1, 8)
+
+
+async def test_a_bbo_ticker_comes_with_every_change_of_the_best_bid_or_offer(
+    server: SimServer,
+) -> None:
+    transport, client = await RawClient.connect(server.ws_url)
+    subscribe(transport, "ticker", "BTC/USD", event_trigger="bbo", req_id=3)
+
+    def tickers() -> list[dict[str, Any]]:
+        return [m for m in client.json() if m.get("channel") == "ticker"]
+
+    await until(lambda: len(tickers()) > 20, 10, "tickers")
+    (ack,) = [m for m in client.json() if m.get("method") == "subscribe"]
+    assert ack["result"]["event_trigger"] == "bbo" and ack["req_id"] == 3
+    tops = [
+        (t["data"][0]["bid"], t["data"][0]["bid_qty"], t["data"][0]["ask"], t["data"][0]["ask_qty"])
+        for t in tickers()
+    ]
+    assert all(a != b for a, b in itertools.pairwise(tops)), "each one a change"
+    transport.disconnect()
