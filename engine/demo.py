@@ -26,6 +26,7 @@ from engine.run import serve_api
 DEMO_SYMBOLS = {
     "binance": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
     "coinbase": ["BTC/USD", "ETH/USD", "SOL/USD"],
+    "kraken": ["BTC/USD", "ETH/USD", "SOL/USD"],
     "kucoin": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
     "bybit": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
     "okx": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],

@@ -63,6 +63,15 @@ CASES = [
         reject_reason="handler not found",
     ),
     VenueCase("okx", ("BTC/USDT", "ETH/USDT"), ("BTC-USDT", "ETH-USDT")),
+    VenueCase(
+        "kraken",
+        ("BTC/USD", "ETH/USD"),
+        ("BTC/USD", "ETH/USD"),
+        shutdown_notice=False,
+        reject_reason="Currency pair not supported",
+        # no sequence: a lost book update shows as the next message's checksum mismatch
+        extra={"skip_gap": "CHECKSUM_MISMATCH"},
+    ),
 ]
 
 
