@@ -278,7 +278,10 @@ def _report(
     gaps = {}
     for r in seen:
         v = r["exchange"]
-        detected = r["gaps"].get(int(GapReason.SEQUENCE_GAP), 0)
+        # a venue without sequence numbers (Kraken) sees a lost update as a checksum mismatch
+        detected = r["gaps"].get(int(GapReason.SEQUENCE_GAP), 0) + r["gaps"].get(
+            int(GapReason.CHECKSUM_MISMATCH), 0
+        )
         gaps[v] = {
             "injected": injected[v],
             "detected": detected,

@@ -162,7 +162,7 @@ class Suite:
         """How many client runs the sections take (for the progress bar)."""
         n = {
             "ceiling": 2,
-            "wsm": 3 * len(blast_venues()) + 1,
+            "wsm": sum(len(k) for k in blast_kinds().values()) + 1,
             "peers": 4 + 2 * len(self.o.peers) + 1,
             "paced": 2 + len(self.o.peers),
             "latency": 2,
@@ -194,14 +194,18 @@ class Suite:
         variants = [
             Variant("ceiling (picows, discard), trades", _job("ceiling", "trade", 1), self.o.trades)
         ]
+        kinds = blast_kinds()
         for venue in blast_venues():
             for kind, n in (
                 ("trade", self.o.trades),
                 ("bbo", self.o.trades),
                 ("book", self.o.book),
             ):
+                if kind not in kinds[venue]:
+                    continue
                 v = Variant(f"wsm {venue} {kind}", _job("wsm", kind, 1), n, sim=venue)
                 v.job["exchange"] = venue
+                v.job["symbols"] = [BLAST_SYMBOLS[0]]  # resolved by the engine for any venue
                 variants.append(v)
         rows = self.interleave("wsm", variants)
         ceil = rows[0]
@@ -343,7 +347,7 @@ class Suite:
         venues = blast_venues()
         variants = []
         for k in range(1, min(3, len(venues)) + 1):
-            job = _job("wsm", "trade", 1)
+            job = _job("wsm", "trade", 1, symbols=[BLAST_SYMBOLS[0]])
             job["venues"] = [{"exchange": name} for name in venues[:k]]
             variants.append(
                 Variant(f"{k} exchange(s): {', '.join(venues[:k])}", job, self.o.trades)
@@ -470,12 +474,23 @@ def paced_symbols(n: int) -> list[str]:
     return (usdt + [f"S{i:04d}USDT" for i in range(n)])[:n]
 
 
+BLAST_SYMBOLS = ("BTC/USDT", "BTCUSDT", "BTC-USDT")  # as users write it, then venue spellings
+
+
 def blast_venues() -> list[str]:
-    """Registered venues whose simulator can blast trades (taken from the registry, so the
-    Coinbase and Bybit adapters join when their simulators grow a `blast_stream`)."""
+    """Registered venues whose simulator can blast trades (taken from the registry, so an
+    adapter joins when its simulator grows a `blast_stream`): one per exchange first
+    (`binance`, `bybit`, `okx`), then their other markets (`binance-usdm`, ...)."""
+    out = sorted(blast_kinds())
+    return [v for v in out if "-" not in v] + [v for v in out if "-" in v]
+
+
+def blast_kinds() -> dict[str, list[str]]:
+    """venue -> the message kinds (`trade`, `bbo`, `book`) its simulator can blast."""
     from engine.registry import venues
 
-    out = []
+    channels = {"trade": "trades", "bbo": "ticker", "book": "orderbook"}
+    out: dict[str, list[str]] = {}
     for name, venue in sorted(venues().items()):
         try:
             sim = venue.simulator()
@@ -483,9 +498,15 @@ def blast_venues() -> list[str]:
             continue
         if getattr(sim, "blast_stream", None) is None:
             continue
-        trade = venue.spec.channel("trades")
-        if trade is not None and sim.blast_stream(venue.stream_name(trade, "BTCUSDT")) is not None:
-            out.append(name)
+        kinds = []
+        for kind, channel in channels.items():
+            ch = venue.spec.channel(channel)
+            if ch is not None and any(
+                sim.blast_stream(venue.stream_name(ch, vs)) is not None for vs in BLAST_SYMBOLS
+            ):
+                kinds.append(kind)
+        if "trade" in kinds:
+            out[name] = kinds
     return out
 
 
