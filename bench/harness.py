@@ -59,6 +59,7 @@ class Simulator:
         seed: int = 1,
         blast: float | None = None,
         rate: float = 0.0,
+        args: tuple[str, ...] = (),
     ) -> None:
         """`blast`: frames per second per stream to every subscription as soon as it is made
         (None: only on demand, `control("blast", ...)`)."""
@@ -68,6 +69,7 @@ class Simulator:
             [
                 *(sys.executable, "-m", "engine.cli", "simulate", "--exchange", exchange),
                 *("--rate", str(rate), "--symbols", str(symbols), "--seed", str(seed), *extra),
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

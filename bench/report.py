@@ -148,7 +148,7 @@ def soak_markdown(report: dict[str, Any]) -> str:
         first = s["first"].get(k) if s["first"] else None
         last = s["last"].get(k) if s["last"] else None
         lines.append(f"| {k} | {first} | {last} | {'-' if slope is None else f'{slope:+.2f}'} |")
-    lines += ["", "| venue | gaps injected | sequence or checksum gaps detected | GAP records by reason |"]
+    lines += ["", "| venue | gaps injected | gaps detected | GAP records by reason |"]
     lines.append("|---|---|---|---|")
     for v, g in s["gaps"].items():
         lines.append(f"| {v} | {g['injected']} | {g['detected']} | {g['by_reason']} |")

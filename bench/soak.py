@@ -46,6 +46,18 @@ FAULTS = (
 TRADE_SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 BOOK_SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 PACED_RATE = 2_000.0  # market events/s of a simulator that cannot blast
+# KuCoin's heartbeat comes from its token answer (18 s by default): a stalled socket would
+# hide the next injected gap behind the resync that follows its detection
+SIM_ARGS = {"kucoin": ("--option", "ping_interval_ms=1000", "--option", "ping_timeout_ms=1000")}
+
+
+def soak_policy() -> Any:
+    """Never give up, come back fast: a fault every few seconds keeps a connection from ever
+    staying live for the default `reset_after`, so the default policy (10 attempts) would
+    rightly declare a venue that drops it every 5 s failed, which is not what a soak is for."""
+    from engine.backoff import ReconnectPolicy
+
+    return ReconnectPolicy(max_attempts=0, delay=0.1, max_delay=1.0, reset_after=2.0)
 
 
 def soak_venues() -> dict[str, tuple[list[str], list[str], bool]]:
@@ -140,7 +152,9 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
     sample_every = 1.0 if tiny else 5.0
     instance = f"soak{os.getpid()}"
     sims = {
-        v: Simulator(v, blast=per_stream) if blasted else Simulator(v, rate=PACED_RATE)
+        v: Simulator(v, blast=per_stream, args=SIM_ARGS.get(v, ()))
+        if blasted
+        else Simulator(v, rate=PACED_RATE, args=SIM_ARGS.get(v, ()))
         for v, (_, _, blasted) in plan.items()
     }
     ctx = mp.get_context("spawn")
@@ -172,7 +186,7 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
     try:
         async with WebSocketManager(config) as manager:
             for v, (trade_symbols, book_symbols, _) in plan.items():
-                await manager.connect_to_exchange(v, f"{v}-main")
+                await manager.connect_to_exchange(v, f"{v}-main", reconnect=soak_policy())
                 await manager.subscribe(v, f"{v}-main", channel="trades", symbols=trade_symbols)
                 await manager.subscribe(v, f"{v}-main", channel="orderbook", symbols=book_symbols)
                 await manager.subscribe(v, f"{v}-main", channel="ticker", symbols=book_symbols)

@@ -120,7 +120,9 @@ async def test_database_outage_keeps_metrics_and_writes_them_once(
             await pool.close()
         stamps = [r.ts for r in rows]
         assert len(stamps) == len(set(stamps)), "no duplicates"
-        assert len(rows) == final.written
+        # A batch whose commit reached Postgres just as the client gave up on it (the outage
+        # begins mid-flush) is retried and then found in place: counted as duplicates.
+        assert len(rows) == final.written + final.duplicates
         assert final.dropped == 0 and final.rejected == 0
     finally:
         await proxy.close()
