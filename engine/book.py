@@ -7,6 +7,14 @@ venue's rules, and on a gap (or a crossed book, or a bad level) write a `GAP` re
 invalidate the book and ask for exactly one new snapshot, suppressing deltas until it comes.
 The venue's own rules (which delta bridges a snapshot, what continuity means) come from its
 adapter as a `BookRules`.
+
+REST fallback (optional, `BookRules.rest_fallback_after`): a WebSocket-snapshot venue whose
+snapshot may never come. A book that has buffered that many deltas since its subscription
+became active (`start`) with no snapshot asks once for a REST one (`rest_fallback` tells the
+worker to fetch instead of resubscribing); the worker hands it over with `from_rest=True` and
+the buffered deltas are bridged to it by the rules' `bridge_rest` (the REST answer may carry no
+update id). A WebSocket snapshot arriving first is taken as usual and the late REST answer is
+discarded (the book no longer awaits one).
 """
 
 from __future__ import annotations
@@ -137,13 +145,18 @@ class BookSync:
     message arrives through the session (WebSocket venues)."""
 
     __slots__ = (
+        "_armed",
+        "_bridge_rest",
         "_buffer",
+        "_fallback_after",
         "_request",
+        "_rest_snap",
         "_verify",
         "book",
         "counters",
         "epoch",
         "last_id",
+        "rest_fallback",
         "rules",
         "sink",
         "state",
@@ -171,6 +184,15 @@ class BookSync:
         self._buffer: list[tuple[Any, int, int]] = []
         self.counters = counters or BookCounters()
         self.epoch = 0  # bumped whenever a requested snapshot stops being wanted
+        # optional REST fallback of WebSocket-snapshot venues (see the module docstring)
+        after: int | None = getattr(rules, "rest_fallback_after", None)
+        self._bridge_rest: Callable[[BookSnapshot, Any, int], Verdict] | None = getattr(
+            rules, "bridge_rest", None
+        )
+        self._fallback_after = 0 if rules.snapshot_from_rest or not after else after
+        self._armed = False  # counting deltas since the subscription became active
+        self.rest_fallback = False  # a REST snapshot was asked for in place of the venue's
+        self._rest_snap: BookSnapshot | None = None  # the REST snapshot being bridged
 
     @property
     def awaiting(self) -> bool:
@@ -182,6 +204,8 @@ class BookSync:
         self.state = SyncState.AWAITING_SNAPSHOT
         self.epoch += 1
         self._buffer.clear()
+        self._armed = self._fallback_after > 0
+        self.rest_fallback = False
         if self.rules.snapshot_from_rest:
             self._request(self)
 
@@ -190,12 +214,17 @@ class BookSync:
         if state == SyncState.LIVE:
             verdict = self.rules.follow(self.last_id, delta)
         elif state == SyncState.BRIDGING:
-            verdict = self.rules.bridge(self.last_id, delta)
+            verdict = self._bridging(delta, exch_ts)
         else:
-            if len(self._buffer) < MAX_BUFFERED:
-                self._buffer.append((delta, exch_ts, recv_ns))
+            buffer = self._buffer
+            if len(buffer) < MAX_BUFFERED:
+                buffer.append((delta, exch_ts, recv_ns))
             else:
-                self._buffer.clear()  # the snapshot will be too old: fetch another
+                buffer.clear()  # the snapshot will be too old: fetch another
+            if self._armed and len(buffer) >= self._fallback_after and not self.rest_fallback:
+                # the venue's snapshot did not come with the subscription: ask REST, once
+                self.rest_fallback = True
+                self._request(self)
             return
         if verdict == Verdict.APPLY:
             self._apply(delta, exch_ts, recv_ns)
@@ -242,8 +271,16 @@ class BookSync:
             f = last if i == n else flags
             append(_BOOK_LEVEL, _ASK, f, sym, exch_ts, recv_ns, price, size, uid, 0)
 
-    def on_snapshot(self, snap: BookSnapshot, recv_ns: int) -> None:
-        """A fresh snapshot: publish it, then replay the buffered deltas after it."""
+    def _bridging(self, delta: Any, exch_ts: int) -> Verdict:
+        snap, bridge_rest = self._rest_snap, self._bridge_rest
+        if snap is not None and bridge_rest is not None:
+            return bridge_rest(snap, delta, exch_ts)
+        return self.rules.bridge(self.last_id, delta)
+
+    def on_snapshot(self, snap: BookSnapshot, recv_ns: int, *, from_rest: bool = False) -> None:
+        """A fresh snapshot: publish it, then replay the buffered deltas after it.
+        `from_rest`: fetched by the engine; for a book that asked for its REST fallback, the
+        deltas bridge to it by the rules' `bridge_rest`."""
         book = self.book
         book.clear()
         for price, size in snap.bids:
@@ -258,12 +295,13 @@ class BookSync:
         self._publish_snapshot(snap, recv_ns)
         self.last_id = snap.update_id
         self.state = SyncState.BRIDGING
+        self._rest_snap = snap if from_rest and self.rest_fallback else None
         buffered, self._buffer = self._buffer, []
         for delta, exch_ts, delta_recv in buffered:
             if self.state == SyncState.AWAITING_SNAPSHOT:
                 break  # a buffered delta showed a gap; a new snapshot is on its way
             verdict = (
-                self.rules.bridge(self.last_id, delta)
+                self._bridging(delta, exch_ts)
                 if self.state == SyncState.BRIDGING
                 else self.rules.follow(self.last_id, delta)
             )
@@ -341,6 +379,7 @@ class BookSync:
         self.state = SyncState.AWAITING_SNAPSHOT
         self.epoch += 1
         self._buffer.clear()
+        self._armed = self.rest_fallback = False  # armed again when the stream is (`start`)
         if request:
             self._request(self)
 

@@ -137,7 +137,15 @@ class BookRules(Protocol):
     A venue whose messages carry a checksum of the book also defines
     `verify(book: engine.book.Book, message) -> bool`: called after each delta is applied and
     after each snapshot (`message` is what the session passed: its own struct may carry the
-    checksum and the levels' exact text); False writes a `CHECKSUM_MISMATCH` gap and resyncs."""
+    checksum and the levels' exact text); False writes a `CHECKSUM_MISMATCH` gap and resyncs.
+
+    A WebSocket-snapshot venue (`snapshot_from_rest` False) whose snapshot may not come can
+    also define `rest_fallback_after: int | None` and
+    `bridge_rest(snapshot: BookSnapshot, delta, exch_ts: int) -> Verdict`: a book that buffered
+    that many deltas since its subscription became active, with no snapshot, fetches one from
+    `Venue.snapshot_url` (once, through the worker's snapshot fetch), and the deltas bridge to
+    it by `bridge_rest` instead of `bridge` (a REST answer may carry no update id; `exch_ts` is
+    the delta's exchange time in ns). Absent or None: no fallback."""
 
     snapshot_from_rest: bool
 

@@ -351,7 +351,8 @@ class Worker:
         if stream.book is None:
             return
         rules = self.venue.book_rules
-        if rules is not None and not rules.snapshot_from_rest:
+        # WebSocket-snapshot venues resubscribe, unless the book asked for its REST fallback
+        if rules is not None and not rules.snapshot_from_rest and not stream.book.rest_fallback:
             carrier = self.carriers.get(stream.name)
             if carrier is not None:
                 carrier.resubscribe([stream.name])  # the venue sends a snapshot with it
@@ -385,7 +386,7 @@ class Worker:
                     delay = min(delay * 2, 10.0)
                     continue
                 if stream.book.epoch == epoch and stream.book.awaiting:
-                    stream.book.on_snapshot(snap, time.time_ns())
+                    stream.book.on_snapshot(snap, time.time_ns(), from_rest=True)
                     self.writer.commit()
                     if stream.book.awaiting and stream.book.epoch != epoch:
                         epoch = stream.book.epoch

@@ -79,11 +79,14 @@ class OkxBookDelta(Struct, gc=False):
 
 class OkxBookSnapshot(BookSnapshot, frozen=True, kw_only=True):
     """A `books` snapshot (or a books5 push) with the levels' text. `bid_text` None: the
-    channel keeps no text (books5: no checksum)."""
+    channel keeps no text (books5: no checksum). `rest`: the REST book (`GET
+    /api/v5/market/books`), which carries neither checksum nor `seqId`: its text is kept so
+    that the checksums of the updates after it check it."""
 
     bid_text: list[Level] | None = None
     ask_text: list[Level] | None = None
     checksum: int = 0
+    rest: bool = False
 
 
 class OkxInstrument(Struct):
@@ -103,10 +106,12 @@ class OkxInstruments(Struct):
 
 
 class OkxRestBook(Struct):
-    asks: list[tuple[float, float, str, str]]
-    bids: list[tuple[float, float, str, str]]
+    """`GET /api/v5/market/books` data: `asks`, `bids` (levels as in the WebSocket, text kept
+    for the checksum) and `ts` (ms), the book's generation time. No `seqId`, no checksum."""
+
+    asks: list[Level]
+    bids: list[Level]
     ts: int = 0
-    seqId: int = 0
 
 
 class OkxRestBooks(Struct):

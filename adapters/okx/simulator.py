@@ -19,7 +19,15 @@ requests per hour per connection, 64 KB of args per request; past them the simul
 violation (`/_sim/stats`) and answers 60014 for the requests.
 
 Options (`wsm simulate --option NAME=VALUE`): `checksums=0` sends checksum 0 (none) on every
-book message; `keepalive` (seconds of quiet before a no-change book update, 0: never).
+book message; `keepalive` (seconds of quiet before a no-change book update, 0: never);
+`ws_snapshot=0` sends no `books` snapshot on subscribing (only updates: a client must take its
+first book from REST).
+
+The REST book is what OKX answers: `asks`, `bids` and `ts`, the book's generation time (the
+`ts` of the last `books` update in it), no `seqId` and no checksum. Book updates of a symbol
+carry strictly increasing `ts` (OKX pushes `books` every 100 ms), so an update is in a REST
+book exactly when its `ts` is not later. `/_sim/stats` counts the REST book requests per
+instrument (`rest_books`).
 Faults of its own: `GET /_sim/corrupt?symbol=..&count=1`: the next book update of the symbol
 (of each, without `symbol`) carries one wrong level size under the true checksum.
 """
@@ -78,6 +86,7 @@ class OkxSim:
         extra_symbols: int = 0,
         checksums: bool | str = True,
         keepalive: float | str = 1.0,
+        ws_snapshot: bool | str = True,
         ticker_interval: float = 0.1,
         enforce_limits: bool = True,
         idle_close: float | str = IDLE_CLOSE,
@@ -86,6 +95,9 @@ class OkxSim:
         self.rng = random.Random(seed)
         self.checksums = str(checksums).lower() not in ("0", "false", "no")
         self.keepalive = float(keepalive)
+        self.ws_snapshot = str(ws_snapshot).lower() not in ("0", "false", "no")
+        self.book_ts: dict[str, int] = {}  # symbol -> `ts` (ms) of its book's last update
+        self.rest_books: dict[str, int] = defaultdict(int)  # REST book requests per symbol
         self.ticker_interval = ticker_interval
         self.enforce_limits = enforce_limits
         base_id = time.time_ns() // 1_000_000  # a restarted simulator continues upwards
@@ -137,7 +149,10 @@ class OkxSim:
                 return 200, b'{"code":"51001","msg":"Instrument ID does not exist","data":[]}'
             depth = min(int(query.get("sz", "1")), 400)
             bids, asks = self._levels(sym, depth)
-            data = {"asks": asks, "bids": bids, "ts": str(time.time_ns() // 1_000_000)}
+            self.rest_books[sym.venue_symbol] += 1
+            # the book's generation time; the updates after it are stamped later
+            ts = self.book_ts.setdefault(sym.venue_symbol, time.time_ns() // 1_000_000)
+            data = {"asks": asks, "bids": bids, "ts": str(ts)}
             return 200, orjson.dumps({"code": "0", "msg": "", "data": [data]})
         return None
 
@@ -257,7 +272,7 @@ class OkxSim:
 
     def _on_subscribed(self, client: SimClient, channel: str, sym: SimSymbol) -> None:
         now_ns = time.time_ns()
-        if channel == "books":
+        if channel == "books" and self.ws_snapshot:
             client.send(self._book_frame(sym, "snapshot", *self._levels(sym, 400), now_ns))
         elif channel == "books5":
             client.send(self._books5(sym, now_ns))
@@ -420,10 +435,13 @@ class OkxSim:
         seq = sym.update_id if seq is None else seq
         if prev is None:
             prev = -1 if action == "snapshot" else seq
+        ts = now_ns // 1_000_000
+        if action == "update":  # strictly increasing per symbol, past any REST book's
+            ts = self.book_ts[sym.venue_symbol] = max(ts, self.book_ts.get(sym.venue_symbol, 0) + 1)
         data = {
             "asks": asks,
             "bids": bids,
-            "ts": str(now_ns // 1_000_000),
+            "ts": str(ts),
             "checksum": self._checksum(sym),
             "prevSeqId": prev,
             "seqId": seq,
@@ -504,6 +522,7 @@ class OkxSim:
             "pings": self.pings,
             "violations": dict(self.violations),
             "corrupted": self.corrupted,
+            "rest_books": dict(self.rest_books),
             "update_ids": {s: sym.update_id for s, sym in self.symbols.items()},
         }
 

@@ -1,5 +1,6 @@
 """OKX v5 public market data: the declarative venue spec, request builders, REST parsers and
-book rules (continuity by `seqId`/`prevSeqId`, the legacy CRC32 checksum)."""
+book rules (continuity by `seqId`/`prevSeqId`, the legacy CRC32 checksum, the first book from
+REST when the `books` snapshot does not come)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from adapters.okx.parse import OkxSession
+from adapters.okx.parse import OkxSession, floats
 from adapters.okx.schemas import (
     Level,
     OkxBookDelta,
@@ -41,6 +42,8 @@ INSTRUMENTS_PATH = "/api/v5/public/instruments?instType=SPOT"
 BOOKS_PATH = "/api/v5/market/books"
 SNAPSHOT_DEPTH = 400
 CHECKSUM_DEPTH = 25
+# `books` updates (one per 100 ms) buffered with no snapshot before the book is fetched from REST
+REST_FALLBACK_AFTER = 3
 
 SPEC = VenueSpec(
     name="okx",
@@ -165,9 +168,25 @@ class OkxBookRules:
     means updates were lost. Recordings from before OKX added the ids carry neither (0 == 0).
 
     `verify` checks the CRC32 `checksum` of the best 25 levels of each side, computed over the
-    levels' original text, whenever the message carries a non-zero one (0: none)."""
+    levels' original text, whenever the message carries a non-zero one (0: none).
+
+    REST fallback: `books` sends its snapshot right after the subscription's ack; a book that
+    buffered `REST_FALLBACK_AFTER` updates without one takes its first book from `GET
+    /api/v5/market/books` (see `engine.book`). That answer has no `seqId`, only `ts`, the
+    book's generation time (ms), so `bridge_rest` bridges by time: an update with `ts` at or
+    before the book's is in it already (dropped); the first later one applies whatever its
+    `prevSeqId`, and from it the `prevSeqId` chain is followed as usual.
+    What can go wrong: an update with the same `ts` as the REST book but not in it (the REST
+    book is served from a cache refreshed every 50 ms, and `ts` has 1 ms resolution), or a REST
+    book older than its `ts` says. Either leaves the book off by one update's levels, which
+    the `seqId` chain cannot see. The checksum of the next update does: the REST book's level
+    text is kept (`OkxBookSnapshot.rest`), so the first update carrying a non-zero checksum
+    compares the whole top 25 and a mismatch writes a `CHECKSUM_MISMATCH` gap and resyncs.
+    With checksum 0 (none) nothing catches it but a crossed book; a wrong level can then stay
+    until it is overwritten or the book resyncs."""
 
     snapshot_from_rest = False
+    rest_fallback_after: int | None = REST_FALLBACK_AFTER
 
     def __init__(self) -> None:
         self._texts: dict[int, _Texts] = {}  # id(book) -> its levels' text
@@ -175,6 +194,10 @@ class OkxBookRules:
 
     def bridge(self, snapshot_id: int, delta: Any) -> Verdict:
         return self.follow(snapshot_id, delta)
+
+    def bridge_rest(self, snapshot: BookSnapshot, delta: Any, exch_ts: int) -> Verdict:
+        """The REST book has no id: an update stamped at or before it is in it already."""
+        return Verdict.DROP if exch_ts <= snapshot.exch_ts else Verdict.APPLY
 
     def follow(self, last_id: int, delta: Any) -> Verdict:
         if delta.prev_id == last_id:
@@ -189,6 +212,11 @@ class OkxBookRules:
         2025) stops it until the next snapshot, so books without checksums cost nothing."""
         key = id(book)
         expected = message.checksum if isinstance(message, OkxBookSnapshot | OkxBookDelta) else 0
+        if isinstance(message, OkxBookSnapshot) and message.rest:
+            # no checksum of its own: keep its text for the checksums of the updates after it
+            if message.bid_text is not None and message.ask_text is not None:
+                self._texts[key] = _Texts(book, message.bid_text, message.ask_text)
+            return True
         if not expected:
             self._texts.pop(key, None)
             return True
@@ -267,9 +295,16 @@ class OkxVenue(Venue):
         if answer.code != "0" or not answer.data:
             raise VenueRejection("okx", answer.code, answer.msg or "book refused")
         b = answer.data[0]
-        bids = [(p, s) for p, s, _, _ in b.bids]
-        asks = [(p, s) for p, s, _, _ in b.asks]
-        return BookSnapshot(b.seqId, bids, asks, b.ts * 1_000_000)
+        # no update id (the REST book has no `seqId`): bridged by `ts`, see `OkxBookRules`
+        return OkxBookSnapshot(
+            0,
+            floats(b.bids),
+            floats(b.asks),
+            b.ts * 1_000_000,
+            bid_text=b.bids,
+            ask_text=b.asks,
+            rest=True,
+        )
 
     def session(self, routes: RouteTable, sink: Sink, events: SessionEvents) -> OkxSession:
         return OkxSession(routes, sink, events)
