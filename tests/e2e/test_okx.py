@@ -1,7 +1,9 @@
 """OKX end to end, what the venue-parametrized tests cannot show: a corrupted level is caught
 by the book's checksum and resyncs that book once (and a venue sending checksum 0 is never
 checked); a prevSeqId gap suppresses the book's updates until its fresh snapshot; the 64008
-notice rolls the connection over without a gap; books5 and bbo-tbt through the engine."""
+notice rolls the connection over without a gap; books5 and bbo-tbt through the engine; with no
+`books` snapshot on the WebSocket (`ws_snapshot=0`), each book's first one comes from REST, once
+per symbol, and a resync goes through REST again."""
 
 from __future__ import annotations
 
@@ -169,3 +171,66 @@ async def test_books5_and_bbo_tbt(engine: Engine, sim: SimProc) -> None:
     recs = engine.read()
     assert len(kinds(recs, Kind.SNAPSHOT_END, sid)) == 1 and kinds(recs, Kind.GAP) == []
     assert engine.manager.metrics("c1").parse_errors == {}
+
+
+async def live_from_rest(engine: Engine) -> list[int]:
+    """The books' first snapshots, then an update after each: the REST book bridged (the first
+    update after it applies whatever its `prevSeqId`; the chain is checked from there)."""
+    sids = await snapshots(engine)
+
+    def updated(sid: int) -> bool:
+        recs = engine.read()
+        end = kinds(recs, Kind.SNAPSHOT_END, sid)[0]
+        return any(r.seq > end.seq for r in kinds(recs, Kind.BOOK_LEVEL, sid))
+
+    await until(lambda: all(updated(s) for s in sids), 10, "updates after the REST books")
+    return sids
+
+
+async def test_without_a_websocket_snapshot_the_first_book_comes_from_rest(
+    instance: str,
+) -> None:
+    sim = await SimProc(OKX, args=["--option", "ws_snapshot=0"]).start()
+    engine = await started(instance, sim)
+    try:
+        sids = await live_from_rest(engine)
+        await assert_books_match(engine, sim)
+        recs = engine.read()
+        assert kinds(recs, Kind.GAP) == []
+        for sid in sids:
+            (snap,) = kinds(recs, Kind.SNAPSHOT_BEGIN, sid)
+            assert snap.ref == 0, "the REST book carries no seqId"
+            assert kinds(recs, Kind.BOOK_LEVEL, sid)[-1].ref > 0, "updates after it, by seqId"
+        stats = await sim.stats()
+        assert stats["rest_books"] == {s: 1 for s in OKX.venue_symbols}
+        assert stats["violations"] == {}
+        m = engine.manager.metrics("c1")
+        assert (m.gaps, m.resyncs, m.reconnects, m.parse_errors) == (0, 0, 0, {})
+    finally:
+        await engine.close()
+        await sim.stop()
+
+
+async def test_without_a_websocket_snapshot_a_resync_takes_rest_again(instance: str) -> None:
+    sim = await SimProc(OKX, args=["--option", "ws_snapshot=0"]).start()
+    engine = await started(instance, sim)
+    try:
+        sids = await live_from_rest(engine)
+        await sim.fault("skip", n=4)
+        await until(
+            lambda: all(len(kinds(engine.read(), Kind.SNAPSHOT_END, s)) >= 2 for s in sids),
+            10,
+            "the resyncs",
+        )
+        await assert_books_match(engine, sim)
+        recs = engine.read()
+        for sid in sids:
+            assert [g.aux for g in kinds(recs, Kind.GAP, sid)] == [GapReason.SEQUENCE_GAP]
+            assert len(kinds(recs, Kind.SNAPSHOT_END, sid)) == 2
+            assert between_gap_and_snapshot(recs, sid) == []
+        stats = await sim.stats()
+        assert stats["rest_books"] == {s: 2 for s in OKX.venue_symbols}
+        assert stats["violations"] == {}
+    finally:
+        await engine.close()
+        await sim.stop()

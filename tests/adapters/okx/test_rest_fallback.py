@@ -21,7 +21,7 @@ from engine.records import Kind
 from engine.streams import RouteTable, Stream, make_stream
 from engine.venue import Verdict
 from tests.e2e.harness import until
-from tests.support import Events, ListSink, RawClient, book_from_records
+from tests.support import Events, ListSink, RawClient, book_from_records, shape
 
 MS = 1_000_000
 SYMBOL = "BTC-USDT"
@@ -76,6 +76,13 @@ async def test_updates_without_a_snapshot_take_one_rest_book() -> None:
         assert url is not None
         async with aiohttp.ClientSession() as http, http.get(url) as resp:
             body = await resp.read()
+        # what OKX documents for GET /api/v5/market/books: asks, bids, ts; no seqId, no checksum
+        (data,) = json.loads(body)["data"]
+        assert sorted(data) == ["asks", "bids", "ts"] and shape(data) == {
+            "asks": [["str"]],
+            "bids": [["str"]],
+            "ts": "str",
+        }
         snap = VENUE.parse_snapshot(body)
         assert isinstance(snap, OkxBookSnapshot) and snap.rest and snap.update_id == 0
         verified = VENUE.book_rules.verified
