@@ -290,6 +290,9 @@ class BookSync:
         if book.crossed() or (self._verify is not None and not self._verify(book, snap)):
             book.clear()
             self.counters.gaps += 1
+            # a new epoch: the fetch that brought this snapshot sees it is still wanted (a
+            # request made while that fetch runs is folded into it) and fetches again
+            self.epoch += 1
             self._request(self)
             return
         self._publish_snapshot(snap, recv_ns)

@@ -64,6 +64,18 @@ def test_a_crossed_update_is_never_published_and_resyncs() -> None:
     assert requested == [bs] and bs.state == SyncState.AWAITING_SNAPSHOT
 
 
+def test_a_crossed_snapshot_is_refused_and_asked_for_again_in_a_new_epoch() -> None:
+    bs, sink, requested = sync()
+    bs.start()
+    epoch = bs.epoch
+    bs.on_snapshot(BookSnapshot(10, [(101.5, 1.0)], [(101.0, 1.0)]), 1)
+    assert sink.records == [] and bs.state == SyncState.AWAITING_SNAPSHOT
+    # the worker's fetch loop refetches when the epoch moved while the book still awaits
+    assert requested == [bs, bs] and bs.epoch == epoch + 1
+    bs.on_snapshot(SNAP, 2)
+    assert bs.state != SyncState.AWAITING_SNAPSHOT and len(sink.records) > 0
+
+
 def test_a_negative_size_is_refused() -> None:
     bs, sink, requested = sync()
     bs.on_snapshot(SNAP, 1)
