@@ -38,7 +38,13 @@ from engine.db.session import DatabaseConfig, create_pool
 from engine.errors import ConfigError
 from engine.manager import WebSocketManager
 
-TIME = {"type": "string", "format": "date-time"}
+TIME = {  # what api.params.timestamp accepts
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+    ],
+    "description": "RFC 3339 / ISO 8601 (without an offset: UTC) or seconds since the epoch",
+}
 COLL = "/api/websocket/connections"
 SUBS = "/api/websocket/subscriptions"
 
