@@ -163,7 +163,14 @@ class Suite:
         n = {
             "ceiling": 2,
             "wsm": sum(len(k) for k in blast_kinds().values()) + 1,
-            "peers": 4 + 2 * len(self.o.peers) + 1,
+            "peers": 4
+            + 2 * len(self.o.peers)
+            + 1
+            + (
+                sum(2 * len(k) for k in peer_venues().values() if not isinstance(k, str))
+                if "cryptofeed" in self.o.peers
+                else 0
+            ),
             "paced": 2 + len(self.o.peers),
             "latency": 2,
             "scaling": min(3, len(blast_venues())),
@@ -236,6 +243,17 @@ class Suite:
         variants.append(Variant("wsm, book", _job("wsm", "book", 1), b))
         for peer in self.o.peers:
             variants.append(Variant(f"{peer}, book", _job(peer, "book", 1, warmup=1), b))
+        venues = peer_venues() if "cryptofeed" in self.o.peers else {}
+        for venue, kinds in venues.items():
+            if isinstance(kinds, str):  # cryptofeed cannot run there: the reason is the row
+                variants.append(Variant(f"cryptofeed {venue}", {}, 0, error=kinds))
+                continue
+            for kind in kinds:
+                n = b if kind == "book" else t
+                wsm = _job("wsm", kind, 1, exchange=venue, symbols=[BLAST_SYMBOLS[0]])
+                feed = _job("cryptofeed", kind, 1, exchange=venue, warmup=int(kind == "book"))
+                variants.append(Variant(f"wsm {venue} {kind}", wsm, n, sim=venue))
+                variants.append(Variant(f"cryptofeed {venue} {kind}", feed, n, sim=venue))
         rows = self.interleave("peers", variants)
         by = {r["label"]: r for r in rows}
         ratios: dict[str, Any] = {}
@@ -249,6 +267,12 @@ class Suite:
                 by["wsm, book"], by[f"{peer}, book"], "cpu_us_per_msg"
             )
         ratios["wsm/ceiling CPU per trade"] = ratio(by["wsm, trade"], rows[0], "cpu_us_per_msg")
+        for venue, kinds in venues.items():
+            for kind in kinds if not isinstance(kinds, str) else ():
+                what = "book delta" if kind == "book" else "trade"
+                ratios[f"wsm/cryptofeed CPU per {what}, {venue}"] = ratio(
+                    by[f"wsm {venue} {kind}"], by[f"cryptofeed {venue} {kind}"], "cpu_us_per_msg"
+                )
         targets = {}
         if "cryptofeed" in self.o.peers:
             targets = {
@@ -507,6 +531,41 @@ def blast_kinds() -> dict[str, list[str]]:
                 kinds.append(kind)
         if "trade" in kinds:
             out[name] = kinds
+    return out
+
+
+# Why cryptofeed cannot run against a registered venue's simulator (checked with cryptofeed
+# 2.4.1); a venue without a blast-capable simulator is reported as such in any case.
+CRYPTOFEED_MISMATCH = {
+    "kraken": "cryptofeed 2.4.1's Kraken feed speaks WebSocket v1 (array frames), "
+    "the simulator v2 only",
+}
+
+
+def peer_venues() -> dict[str, list[str] | str]:
+    """Registered venues other than Binance spot (whose rows are the section's own) -> the
+    kinds (`trade` or `aggTrade`, `book`) cryptofeed's feed is measured on against that
+    venue's simulator, or the reason it cannot be (a row, never skipped silently)."""
+    from bench.clients import CRYPTOFEED_VENUES
+    from engine.registry import venues
+
+    kinds = blast_kinds()
+    out: dict[str, list[str] | str] = {}
+    for name in sorted(venues()):
+        if name == "binance":
+            continue
+        reasons = []
+        if name in CRYPTOFEED_MISMATCH:
+            reasons.append(CRYPTOFEED_MISMATCH[name])
+        if name not in kinds:
+            reasons.append("no blast-capable simulator (no blast_stream)")
+        elif name not in CRYPTOFEED_VENUES:
+            reasons.append("cryptofeed's feed for this market is not wired to the simulator")
+        if reasons:
+            out[name] = "; ".join(reasons)
+        else:  # cryptofeed's Binance TRADES channel is aggTrade, on every Binance market
+            trade = "aggTrade" if name.startswith("binance") else "trade"
+            out[name] = [trade] + (["book"] if "book" in kinds[name] else [])
     return out
 
 
