@@ -236,10 +236,45 @@ async def run_websockets(job: dict[str, Any]) -> dict[str, Any]:
 # -- cryptofeed ----------------------------------------------------------------------------------
 
 
-def cryptofeed_feed_class(ws_url: str, rest_url: str) -> Any:
-    """cryptofeed's Binance feed pointed at the simulator, through its public extension points:
-    the class's endpoints, `connect()` (a `WSAsyncConn` subclass that accepts a ws:// address:
-    cryptofeed refuses anything but wss://) and `message_handler` (counts every message)."""
+# cryptofeed's feeds pointed at the simulators, per venue: the feed class, the WebSocket path
+# under the simulator's address, the REST routes it reads (instruments only for the simulator's
+# own market: a Bybit or OKX simulator serves one category where cryptofeed asks for all of
+# them), the l2book route (feeds that take their first book from REST), and the suffix of the
+# venue's instruments in cryptofeed's symbols ("BTC-USDT" + suffix).
+CRYPTOFEED_VENUES: dict[str, tuple[str, str, tuple[str, ...], str | None, str]] = {
+    "binance": ("Binance", "", ("/api/v3/exchangeInfo",), "/api/v3/depth?symbol={}&limit={}", ""),
+    "binance-usdm": (
+        "BinanceFutures",
+        "",
+        ("/fapi/v1/exchangeInfo",),
+        "/fapi/v1/depth?symbol={}&limit={}",
+        "-PERP",
+    ),
+    "bybit": (
+        "Bybit",
+        "/v5/public/spot",
+        ("/v5/market/instruments-info?category=spot&status=Trading&limit=1000",),
+        None,
+        "",
+    ),
+    "bybit-linear": (
+        "Bybit",
+        "/v5/public/linear",
+        ("/v5/market/instruments-info?category=linear&status=Trading&limit=1000",),
+        None,
+        "-PERP",
+    ),
+    "okx": ("OKX", "/ws/v5/public", ("/api/v5/public/instruments?instType=SPOT",), None, ""),
+}
+
+
+def cryptofeed_feed_class(ws_url: str, rest_url: str, exchange: str = "binance") -> Any:
+    """cryptofeed's feed for `exchange` (see CRYPTOFEED_VENUES) pointed at the simulator,
+    through its public extension points: the class's endpoints, `connect()` (a `WSAsyncConn`
+    subclass that accepts a ws:// address: cryptofeed refuses anything but wss://),
+    `_parse_symbol_data` (one instruments answer where cryptofeed expects one per market) and
+    `message_handler` (counts every message)."""
+    import cryptofeed.exchanges
     from cryptofeed.connection import (
         AsyncConnection,
         RestEndpoint,
@@ -247,7 +282,13 @@ def cryptofeed_feed_class(ws_url: str, rest_url: str) -> Any:
         WebsocketEndpoint,
         WSAsyncConn,
     )
-    from cryptofeed.exchanges import Binance
+
+    if exchange not in CRYPTOFEED_VENUES:
+        raise ValueError(f"no cryptofeed feed for {exchange!r} (known: {list(CRYPTOFEED_VENUES)})")
+    base_name, ws_path, instruments, l2book, _ = CRYPTOFEED_VENUES[exchange]
+    base = getattr(cryptofeed.exchanges, base_name)
+    routes = list(instruments) if len(instruments) > 1 else instruments[0]
+    many = isinstance(routes, list)
 
     class LoopbackWSConn(WSAsyncConn):  # type: ignore[misc]
         def __init__(self, address: str, conn_id: str, **kwargs: Any) -> None:
@@ -258,19 +299,28 @@ def cryptofeed_feed_class(ws_url: str, rest_url: str) -> Any:
             self.address = address
             self.ws_kwargs = kwargs
 
-    class SimBinance(Binance):  # type: ignore[misc]
-        websocket_endpoints = [WebsocketEndpoint(ws_url, options={"compression": None})]
+    class SimFeed(base):  # type: ignore[misc,valid-type]
+        websocket_endpoints = [WebsocketEndpoint(ws_url + ws_path, options={"compression": None})]
         rest_endpoints = [
             RestEndpoint(
                 rest_url,
-                routes=Routes("/api/v3/exchangeInfo", l2book="/api/v3/depth?symbol={}&limit={}"),
+                routes=Routes(routes, l2book=l2book) if l2book else Routes(routes),
             )
         ]
         counter: Counter | None = None
 
+        @classmethod
+        def _parse_symbol_data(cls, data: Any) -> Any:
+            if base_name in ("Bybit", "OKX") and not many:
+                data = [data]  # these parsers iterate over one answer per market type
+            if base_name == "BinanceFutures":  # Binance sends it; the simulator has no field
+                for sym in data["symbols"]:  # for it, and cryptofeed needs it for perpetuals
+                    sym.setdefault("contractType", "PERPETUAL")
+            return super()._parse_symbol_data(data)
+
         def connect(self) -> list[Any]:
             ret: list[Any] = []
-            addr = self._address()
+            addr = self._address() or self.websocket_endpoints[0].address
             options = self.websocket_endpoints[0].options
             for a in [addr] if isinstance(addr, str) else addr:
                 conn = LoopbackWSConn(a, self.id, subscription=self.subscription, **options)
@@ -282,14 +332,16 @@ def cryptofeed_feed_class(ws_url: str, rest_url: str) -> Any:
             if self.counter is not None:
                 self.counter.hit()
 
-    return SimBinance
+    SimFeed.__name__ = f"Sim{base_name}"
+    return SimFeed
 
 
 async def run_cryptofeed(job: dict[str, Any]) -> dict[str, Any]:
     from cryptofeed.defines import L2_BOOK, TICKER, TRADES
 
     channel = {"aggTrade": TRADES, "trade": TRADES, "bbo": TICKER, "book": L2_BOOK}[job["kind"]]
-    feed_class = cryptofeed_feed_class(job["ws_url"], job["rest_url"])
+    exchange = job.get("exchange", "binance")
+    feed_class = cryptofeed_feed_class(job["ws_url"], job["rest_url"], exchange)
     counter = Counter(job["expect"])
     callbacks_seen = [0]
 
@@ -298,8 +350,9 @@ async def run_cryptofeed(job: dict[str, Any]) -> dict[str, Any]:
 
     feeds = []
     loop = asyncio.get_running_loop()
+    suffix = CRYPTOFEED_VENUES[exchange][4]
     for group in split(job["symbols"], job.get("connections", 1)):
-        symbols = [f"{s[:-4]}-USDT" if s.endswith("USDT") else s for s in group]
+        symbols = [f"{s[:-4]}-USDT{suffix}" if s.endswith("USDT") else s for s in group]
         feed = feed_class(channels=[channel], symbols=symbols, callbacks={channel: callback})
         feed.counter = counter
         feed.start(loop)

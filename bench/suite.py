@@ -17,6 +17,10 @@ from typing import Any
 
 from bench.harness import BenchError, Simulator, run_client
 
+# Simulator options of the benchmarks: only the blasted frames flow. OKX's simulator sends an
+# empty book update after a second without one (as OKX does) and a blast does not count as one:
+# the peers counted it as an extra message.
+SIM_OPTIONS = {"okx": ("--option", "keepalive=0")}
 SECTIONS = ("ceiling", "wsm", "peers", "paced", "latency", "scaling", "fanout")
 PEERS = ("websockets", "cryptofeed", "ccxt")
 
@@ -137,7 +141,11 @@ class Suite:
 
     def sim(self, exchange: str) -> Simulator:
         if exchange not in self.sims:
-            self.sims[exchange] = Simulator(exchange, symbols=max(self.o.paced_streams, 10))
+            self.sims[exchange] = Simulator(
+                exchange,
+                symbols=max(self.o.paced_streams, 10),
+                args=SIM_OPTIONS.get(exchange, ()),
+            )
         return self.sims[exchange]
 
     def close(self) -> None:
@@ -163,7 +171,14 @@ class Suite:
         n = {
             "ceiling": 2,
             "wsm": sum(len(k) for k in blast_kinds().values()) + 1,
-            "peers": 4 + 2 * len(self.o.peers) + 1,
+            "peers": 4
+            + 2 * len(self.o.peers)
+            + 1
+            + (
+                sum(2 * len(k) for k in peer_venues().values() if not isinstance(k, str))
+                if "cryptofeed" in self.o.peers
+                else 0
+            ),
             "paced": 2 + len(self.o.peers),
             "latency": 2,
             "scaling": min(3, len(blast_venues())),
@@ -236,6 +251,17 @@ class Suite:
         variants.append(Variant("wsm, book", _job("wsm", "book", 1), b))
         for peer in self.o.peers:
             variants.append(Variant(f"{peer}, book", _job(peer, "book", 1, warmup=1), b))
+        venues = peer_venues() if "cryptofeed" in self.o.peers else {}
+        for venue, kinds in venues.items():
+            if isinstance(kinds, str):  # cryptofeed cannot run there: the reason is the row
+                variants.append(Variant(f"cryptofeed {venue}", {}, 0, error=kinds))
+                continue
+            for kind in kinds:
+                n = b if kind == "book" else t
+                wsm = _job("wsm", kind, 1, exchange=venue, symbols=[BLAST_SYMBOLS[0]])
+                feed = _job("cryptofeed", kind, 1, exchange=venue, warmup=int(kind == "book"))
+                variants.append(Variant(f"wsm {venue} {kind}", wsm, n, sim=venue))
+                variants.append(Variant(f"cryptofeed {venue} {kind}", feed, n, sim=venue))
         rows = self.interleave("peers", variants)
         by = {r["label"]: r for r in rows}
         ratios: dict[str, Any] = {}
@@ -249,6 +275,12 @@ class Suite:
                 by["wsm, book"], by[f"{peer}, book"], "cpu_us_per_msg"
             )
         ratios["wsm/ceiling CPU per trade"] = ratio(by["wsm, trade"], rows[0], "cpu_us_per_msg")
+        for venue, kinds in venues.items():
+            for kind in kinds if not isinstance(kinds, str) else ():
+                what = "book delta" if kind == "book" else "trade"
+                ratios[f"wsm/cryptofeed CPU per {what}, {venue}"] = ratio(
+                    by[f"wsm {venue} {kind}"], by[f"cryptofeed {venue} {kind}"], "cpu_us_per_msg"
+                )
         targets = {}
         if "cryptofeed" in self.o.peers:
             targets = {
@@ -507,6 +539,41 @@ def blast_kinds() -> dict[str, list[str]]:
                 kinds.append(kind)
         if "trade" in kinds:
             out[name] = kinds
+    return out
+
+
+# Why cryptofeed cannot run against a registered venue's simulator (checked with cryptofeed
+# 2.4.1); a venue without a blast-capable simulator is reported as such in any case.
+CRYPTOFEED_MISMATCH = {
+    "kraken": "cryptofeed 2.4.1's Kraken feed speaks WebSocket v1 (array frames), "
+    "the simulator v2 only",
+}
+
+
+def peer_venues() -> dict[str, list[str] | str]:
+    """Registered venues other than Binance spot (whose rows are the section's own) -> the
+    kinds (`trade` or `aggTrade`, `book`) cryptofeed's feed is measured on against that
+    venue's simulator, or the reason it cannot be (a row, never skipped silently)."""
+    from bench.clients import CRYPTOFEED_VENUES
+    from engine.registry import venues
+
+    kinds = blast_kinds()
+    out: dict[str, list[str] | str] = {}
+    for name in sorted(venues()):
+        if name == "binance":
+            continue
+        reasons = []
+        if name in CRYPTOFEED_MISMATCH:
+            reasons.append(CRYPTOFEED_MISMATCH[name])
+        if name not in kinds:
+            reasons.append("no blast-capable simulator (no blast_stream)")
+        elif name not in CRYPTOFEED_VENUES:
+            reasons.append("cryptofeed's feed for this market is not wired to the simulator")
+        if reasons:
+            out[name] = "; ".join(reasons)
+        else:  # cryptofeed's Binance TRADES channel is aggTrade, on every Binance market
+            trade = "aggTrade" if name.startswith("binance") else "trade"
+            out[name] = [trade] + (["book"] if "book" in kinds[name] else [])
     return out
 
 

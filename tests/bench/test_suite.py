@@ -69,3 +69,27 @@ def test_short_soak_detects_every_injected_gap_and_leaves_nothing() -> None:
     assert all(n > 0 for n in report["reconnects"].values())
     assert report["ok"]
     assert out.returncode == 0
+
+
+def test_peers_section_measures_every_venue_cryptofeed_runs_on_and_reports_the_others() -> None:
+    pytest.importorskip("cryptofeed", reason="the peers: pip install -e '.[peers]'")
+    pytest.importorskip("ccxt", reason="the peers: pip install -e '.[peers]'")
+    out = wsm("bench", "peers", "--tiny", "--json", timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    section = json.loads(out.stdout)["sections"]["peers"]
+    rows = {r["label"]: r for r in section["rows"]}
+    not_run = {label for label, r in rows.items() if "error" in r}
+    assert not_run == {"cryptofeed coinbase", "cryptofeed kraken", "cryptofeed kucoin"}
+    for label in not_run:
+        assert rows[label]["error"] and rows[label]["rounds"] == 0
+    for label, row in rows.items():
+        if label not in not_run:
+            assert row["counts_ok"], (label, row.get("shortfall"))
+    for venue in ("binance-usdm", "bybit", "bybit-linear", "okx"):
+        for what in ("trade", "book delta"):
+            assert section["ratios"][f"wsm/cryptofeed CPU per {what}, {venue}"] > 0
+    assert "wsm, trade" in rows and "cryptofeed, aggTrade" in rows  # Binance's rows stay
+    assert set(section["targets"]) == {
+        "wsm CPU per trade <= 1/6 of cryptofeed's",
+        "wsm CPU per book delta <= 1/3 of cryptofeed's",
+    }
