@@ -120,7 +120,7 @@ async def run_ceiling(job: dict[str, Any]) -> dict[str, Any]:
     expect = job["expect"]
     text = picows.WSMsgType.TEXT
 
-    class Discard(picows.WSListener):  # type: ignore[misc]
+    class Discard(picows.WSListener):
         n = 0
         reads = 0
 
@@ -165,7 +165,10 @@ async def run_raw(job: dict[str, Any]) -> dict[str, Any]:
     from adapters.binance.simulator import BinanceSim
 
     names = stream_names(job)
-    size = sum(BinanceSim().blast_stream(n).templates[True].frame_size for n in names) / len(names)
+    sim = BinanceSim()
+    streams = [sim.blast_stream(n) for n in names]
+    sizes = [int(b.templates[True].frame_size) for b in streams if b is not None]
+    size = sum(sizes) / len(sizes)
     host, port = job["ws_url"][len("ws://") :].split(":")
     reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 22)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -377,7 +380,7 @@ async def run_ccxt(job: dict[str, Any]) -> dict[str, Any]:
     counter = Counter(job["expect"])
     book = job["kind"] == "book"
 
-    class SimBinance(ccxt.pro.binance):  # type: ignore[misc,name-defined]
+    class SimBinance(ccxt.pro.binance):  # type: ignore[misc]
         """Counts every message ccxt handles (its own handlers, through subclassing)."""
 
         def handle_trade(self, client: Any, message: Any) -> Any:
