@@ -133,6 +133,13 @@ async def test_the_service_upgrade_notice_rolls_over_make_before_break(
         return bool(stats["connections_total"] == 2 and stats["clients"] == 1)
 
     await until(old_one_gone, 10, "the old connection cut by the venue")
+    # trades are a random share of the simulated market: see some on every symbol before the
+    # books are compared (which stops the market)
+    await until(
+        lambda: all(len(kinds(engine.read(), Kind.TRADE, s)) >= 2 for s in sids),
+        15,
+        "trades on every symbol",
+    )
     await assert_books_match(engine, sim)
     recs = engine.read()
     assert kinds(recs, Kind.GAP) == []
