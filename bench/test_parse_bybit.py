@@ -25,10 +25,17 @@ import pytest
 
 from adapters.binance import VENUE as BINANCE
 from adapters.bybit import VENUE as BYBIT
-from bench.test_parse_kucoin import SEQ0, SYMBOLS, N, NullSink, _px, _qty, binance_frames
-from engine.streams import RouteTable, Stream, make_stream
-from engine.venue import BookSnapshot, Venue
-from tests.support import Events
+from bench.parse_rounds import (
+    SEQ0,
+    SYMBOLS,
+    N,
+    SessionRounds,
+    _px,
+    _qty,
+    binance_frames,
+    interleave,
+)
+from engine.venue import Venue
 
 TRADE0 = 2290000001189048101
 
@@ -86,46 +93,14 @@ VENUES: dict[str, tuple[Venue, Callable[[str, list[str]], list[bytes]], list[str
 KINDS = ("trades", "ticker", "orderbook")
 
 
-class Variant:
-    """One venue's session over N frames of one kind, reset before every round."""
-
+class Variant(SessionRounds):
     def __init__(self, venue_name: str, kind: str) -> None:
         venue, make, symbols = VENUES[venue_name]
-        channel = venue.spec.channel(kind)
-        assert channel is not None
-        self.sink, self.events, routes = NullSink(), Events(), RouteTable()
-        self.streams: list[Stream] = []
-        for sid, sym in enumerate(symbols, 1):
-            stream = make_stream(venue, channel, sym, sid, self.sink, lambda s: None)
-            routes.add(stream)
-            self.streams.append(stream)
-        self.on_message = venue.session(routes, self.sink, self.events).on_message
-        self.frames = make(kind, symbols)
-
-    def reset(self) -> None:
-        for stream in self.streams:
-            stream.last_id = 0
-            stream.count = 0
-            if stream.book is not None:
-                stream.book.start()
-                stream.book.on_snapshot(BookSnapshot(SEQ0, [(100.0, 1.0)], [(103.0, 1.0)]), 0)
-                stream.book.counters.deltas = 0
-
-    def run(self) -> None:
-        on_message = self.on_message
-        for i, frame in enumerate(self.frames):
-            on_message(frame, i)
+        super().__init__(venue, kind, symbols, make(kind, symbols))
 
     def check(self) -> None:
-        """Every frame was taken: no error, no duplicate dropped, every book change applied."""
-        assert self.events.errors == [], self.events.errors[:3]
-        assert all(s.count == N // SYMBOLS for s in self.streams)
-        for stream in self.streams:
-            if stream.book is not None:
-                assert stream.book.counters.deltas == N // SYMBOLS
-                assert stream.book.counters.gaps == 0
-            else:
-                assert stream.last_id > 0
+        super().check()
+        assert all(s.last_id > 0 for s in self.streams if s.book is None)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -142,23 +117,11 @@ def test_decode_and_parse(benchmark: Any, venue_name: str, kind: str) -> None:
 def main() -> None:
     import argparse
     import statistics
-    import time
 
     parser = argparse.ArgumentParser(description="interleaved rounds, ns per message")
     parser.add_argument("--rounds", type=int, default=21)
     rounds = parser.parse_args().rounds
-    variants = {(v, k): Variant(v, k) for k in KINDS for v in VENUES}
-    for variant in variants.values():
-        variant.reset()
-        variant.run()
-        variant.check()
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
-    for _ in range(rounds):
-        for key, variant in variants.items():
-            variant.reset()
-            start = time.perf_counter_ns()
-            variant.run()
-            times[key].append((time.perf_counter_ns() - start) / N)
+    times = interleave({(v, k): Variant(v, k) for k in KINDS for v in VENUES}, rounds)
     print("| kind | venue | median ns/msg | min-max | Bybit / Binance (medians) |")
     print("|---|---|---|---|---|")
     for kind in KINDS:

@@ -28,11 +28,10 @@ from adapters.kraken import VENUE as KRAKEN
 from adapters.kraken.parse import KrakenBookDelta, truncate
 from adapters.kraken.simulator import checksum
 from adapters.simkit.market import fmt
-from bench.test_parse_kucoin import SEQ0, NullSink, binance_frames
+from bench.parse_rounds import SessionRounds, binance_frames, interleave
 from engine.book import Book
-from engine.streams import RouteTable, Stream, make_stream
-from engine.venue import BookSnapshot, Venue
-from tests.support import Events
+from engine.streams import Stream
+from engine.venue import Venue
 
 N = 10_000
 SYMBOLS = 10
@@ -152,42 +151,35 @@ def _cut_only(book: Book, message: Any) -> bool:
     return True
 
 
-class Variant:
-    """One venue's session over N frames of one kind, reset before every round."""
+class Variant(SessionRounds):
+    """Kraken's books start from the venue's own snapshots, fed through the session."""
 
     def __init__(self, venue_name: str, kind: str) -> None:
         venue, symbols = VENUES[venue_name]
         book_kind = kind.startswith("orderbook")
-        channel = venue.spec.channel("orderbook" if book_kind else kind)
-        assert channel is not None
         self.venue_name, self.kind = venue_name, kind
-        self.sink, self.events, routes = NullSink(), Events(), RouteTable()
-        self.streams: list[Stream] = []
-        for sid, sym in enumerate(symbols, 1):
-            stream = make_stream(venue, channel, sym, sid, self.sink, lambda s: None)
-            routes.add(stream)
-            self.streams.append(stream)
-            if kind == "orderbook_nocrc" and stream.book is not None:
-                stream.book._verify = _cut_only
-        self.on_message = venue.session(routes, self.sink, self.events).on_message
         self.snapshots: list[bytes] = []
         if venue_name == "kraken" and book_kind:
             books = KrakenBooks(symbols)
-            self.frames, self.snapshots = books.updates, books.snapshots
+            frames, self.snapshots = books.updates, books.snapshots
         elif venue_name == "kraken":
-            self.frames = kraken_frames(kind, symbols)
+            frames = kraken_frames(kind, symbols)
         else:
-            self.frames = binance_frames("orderbook" if book_kind else kind, symbols)
+            frames = binance_frames("orderbook" if book_kind else kind, symbols)
+        super().__init__(venue, "orderbook" if book_kind else kind, symbols, frames)
+        if kind == "orderbook_nocrc":
+            for stream in self.streams:
+                if stream.book is not None:
+                    stream.book._verify = _cut_only
+
+    def start_book(self, stream: Stream) -> None:
+        if not self.snapshots:
+            return super().start_book(stream)
+        assert stream.book is not None
+        stream.book.start()
 
     def reset(self) -> None:
-        for stream in self.streams:
-            stream.last_id = 0
-            stream.count = 0
-            if stream.book is not None:
-                stream.book.start()
-                if not self.snapshots:
-                    snap = BookSnapshot(SEQ0, [(100.0, 1.0)], [(103.0, 1.0)])
-                    stream.book.on_snapshot(snap, 0)
+        super().reset()
         for frame in self.snapshots:  # the venue's snapshots, through the session
             self.on_message(frame, 0)
         for stream in self.streams:
@@ -195,22 +187,12 @@ class Variant:
             if stream.book is not None:
                 stream.book.counters.deltas = 0
 
-    def run(self) -> None:
-        on_message = self.on_message
-        for i, frame in enumerate(self.frames):
-            on_message(frame, i)
-
     def check(self) -> None:
-        """Every frame was taken: no error, no duplicate dropped, every book change applied
-        (and, on Kraken, every checksum verified)."""
-        assert self.events.errors == [], self.events.errors[:3]
-        assert all(s.count == N // SYMBOLS for s in self.streams)
+        """(and, on Kraken, every checksum verified and every book cut to the depth)"""
+        super().check()
         for stream in self.streams:
-            if stream.book is not None:
-                assert stream.book.counters.deltas == N // SYMBOLS
-                assert stream.book.counters.gaps == 0
-                if self.venue_name == "kraken":
-                    assert len(stream.book.book.bids) <= DEPTH >= len(stream.book.book.asks)
+            if stream.book is not None and self.venue_name == "kraken":
+                assert len(stream.book.book.bids) <= DEPTH >= len(stream.book.book.asks)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -229,28 +211,19 @@ def test_decode_and_parse(benchmark: Any, venue_name: str, kind: str) -> None:
 def main() -> None:
     import argparse
     import statistics
-    import time
 
     parser = argparse.ArgumentParser(description="interleaved rounds, ns per message")
     parser.add_argument("--rounds", type=int, default=21)
     rounds = parser.parse_args().rounds
-    variants = {
-        (v, k): Variant(v, k)
-        for k in KINDS
-        for v in VENUES
-        if not (v == "binance" and k == "orderbook_nocrc")
-    }
-    for variant in variants.values():
-        variant.reset()
-        variant.run()
-        variant.check()
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
-    for _ in range(rounds):
-        for key, variant in variants.items():
-            variant.reset()
-            start = time.perf_counter_ns()
-            variant.run()
-            times[key].append((time.perf_counter_ns() - start) / N)
+    times = interleave(
+        {
+            (v, k): Variant(v, k)
+            for k in KINDS
+            for v in VENUES
+            if not (v == "binance" and k == "orderbook_nocrc")
+        },
+        rounds,
+    )
     med = {key: statistics.median(t) for key, t in times.items()}
     print("| kind | venue | median ns/msg | min-max | Kraken / Binance (medians) |")
     print("|---|---|---|---|---|")

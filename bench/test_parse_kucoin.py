@@ -25,29 +25,17 @@ import pytest
 
 from adapters.binance import VENUE as BINANCE
 from adapters.kucoin import VENUE as KUCOIN
-from engine.streams import RouteTable, Stream, make_stream
-from engine.venue import BookSnapshot, Venue
-from tests.support import Events
-
-N = 10_000
-SYMBOLS = 10
-SEQ0 = 1_613_277_183_892
-
-
-class NullSink:
-    def append(self, *args: Any) -> None:
-        pass
-
-    def append_bbo(self, *args: Any) -> None:
-        pass
-
-
-def _px(rng: random.Random, lo: int, hi: int) -> str:
-    return f"{rng.randint(lo, hi) / 100:.2f}"
-
-
-def _qty(rng: random.Random) -> str:
-    return f"{rng.randint(1, 10**8) / 10**8:.8f}".rstrip("0").rstrip(".")
+from bench.parse_rounds import (
+    SEQ0,
+    SYMBOLS,
+    N,
+    SessionRounds,
+    _px,
+    _qty,
+    binance_frames,
+    interleave,
+)
+from engine.venue import Venue
 
 
 def kucoin_frames(kind: str, symbols: list[str]) -> list[bytes]:
@@ -99,47 +87,6 @@ def kucoin_frames(kind: str, symbols: list[str]) -> list[bytes]:
     return out
 
 
-def binance_frames(kind: str, symbols: list[str]) -> list[bytes]:
-    rng = random.Random(1)
-    out = []
-    for i in range(N):
-        sym, seq = symbols[i % SYMBOLS], SEQ0 + 1 + i // SYMBOLS
-        low = sym.lower()
-        if kind == "trades":
-            stream = f"{low}@trade"
-            data: dict[str, Any] = {
-                "e": "trade",
-                "E": 1790649901913 + i,
-                "s": sym,
-                "t": seq,
-                "p": f"{_px(rng, 10000, 10400)}000000",
-                "q": f"{rng.randint(1, 10**8) / 10**8:.8f}",
-                "T": 1790649901913 + i,
-                "m": rng.random() < 0.5,
-                "M": True,
-            }
-        elif kind == "ticker":
-            stream = f"{low}@bookTicker"
-            data = {
-                "u": seq,
-                "s": sym,
-                "b": f"{_px(rng, 10000, 10200)}000000",
-                "B": f"{rng.randint(1, 10**8) / 10**8:.8f}",
-                "a": f"{_px(rng, 10201, 10400)}000000",
-                "A": f"{rng.randint(1, 10**8) / 10**8:.8f}",
-            }
-        else:
-            stream = f"{low}@depth@100ms"
-            side = rng.choice(("a", "b"))
-            price = _px(rng, 10201, 10400) if side == "a" else _px(rng, 10000, 10200)
-            size = "0.00000000" if rng.random() < 0.2 else f"{rng.randint(1, 10**8) / 10**8:.8f}"
-            data = {"e": "depthUpdate", "E": 1633998512068 + i, "s": sym, "U": seq, "u": seq}
-            data |= {"b": [], "a": []}
-            data[side].append([f"{price}000000", size])
-        out.append(orjson.dumps({"stream": stream, "data": data}))
-    return out
-
-
 VENUES: dict[str, tuple[Venue, Callable[[str, list[str]], list[bytes]], list[str]]] = {
     "kucoin": (KUCOIN, kucoin_frames, [f"S{i}-USDT" for i in range(SYMBOLS)]),
     "binance": (BINANCE, binance_frames, [f"S{i}USDT" for i in range(SYMBOLS)]),
@@ -149,44 +96,10 @@ VENUES: dict[str, tuple[Venue, Callable[[str, list[str]], list[bytes]], list[str
 KINDS = ("trades", "ticker", "orderbook")
 
 
-class Variant:
-    """One venue's session over N frames of one kind, reset before every round."""
-
+class Variant(SessionRounds):
     def __init__(self, venue_name: str, kind: str) -> None:
         venue, make, symbols = VENUES[venue_name]
-        channel = venue.spec.channel(kind)
-        assert channel is not None
-        self.sink, self.events, routes = NullSink(), Events(), RouteTable()
-        self.streams: list[Stream] = []
-        for sid, sym in enumerate(symbols, 1):
-            stream = make_stream(venue, channel, sym, sid, self.sink, lambda s: None)
-            routes.add(stream)
-            self.streams.append(stream)
-        self.on_message = venue.session(routes, self.sink, self.events).on_message
-        self.frames = make(kind, symbols)
-
-    def reset(self) -> None:
-        for stream in self.streams:
-            stream.last_id = 0
-            stream.count = 0
-            if stream.book is not None:
-                stream.book.start()
-                stream.book.on_snapshot(BookSnapshot(SEQ0, [(100.0, 1.0)], [(103.0, 1.0)]), 0)
-                stream.book.counters.deltas = 0
-
-    def run(self) -> None:
-        on_message = self.on_message
-        for i, frame in enumerate(self.frames):
-            on_message(frame, i)
-
-    def check(self) -> None:
-        """Every frame was taken: no error, no duplicate dropped, every book change applied."""
-        assert self.events.errors == [], self.events.errors[:3]
-        assert all(s.count == N // SYMBOLS for s in self.streams)
-        for stream in self.streams:
-            if stream.book is not None:
-                assert stream.book.counters.deltas == N // SYMBOLS
-                assert stream.book.counters.gaps == 0
+        super().__init__(venue, kind, symbols, make(kind, symbols))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -203,23 +116,11 @@ def test_decode_and_parse(benchmark: Any, venue_name: str, kind: str) -> None:
 def main() -> None:
     import argparse
     import statistics
-    import time
 
     parser = argparse.ArgumentParser(description="interleaved rounds, ns per message")
     parser.add_argument("--rounds", type=int, default=21)
     rounds = parser.parse_args().rounds
-    variants = {(v, k): Variant(v, k) for k in KINDS for v in VENUES}
-    for variant in variants.values():
-        variant.reset()
-        variant.run()
-        variant.check()
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
-    for _ in range(rounds):
-        for key, variant in variants.items():
-            variant.reset()
-            start = time.perf_counter_ns()
-            variant.run()
-            times[key].append((time.perf_counter_ns() - start) / N)
+    times = interleave({(v, k): Variant(v, k) for k in KINDS for v in VENUES}, rounds)
     print("| kind | venue | median ns/msg | min-max | KuCoin / Binance (medians) |")
     print("|---|---|---|---|---|")
     for kind in KINDS:

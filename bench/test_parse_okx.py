@@ -27,10 +27,9 @@ import pytest
 from adapters.binance import VENUE as BINANCE
 from adapters.okx import VENUE as OKX
 from adapters.okx.schemas import OkxBookSnapshot
-from bench.test_parse_kucoin import SEQ0, NullSink, _px, _qty, binance_frames
-from engine.streams import RouteTable, Stream, make_stream
-from engine.venue import BookSnapshot, Venue
-from tests.support import Events
+from bench.parse_rounds import SEQ0, SessionRounds, _px, _qty, binance_frames, interleave
+from engine.streams import Stream
+from engine.venue import Venue
 
 N = 10_000
 SYMBOLS = 10
@@ -146,60 +145,30 @@ KINDS = ("trades", "ticker", "orderbook")
 VARIANTS = [(v, k) for k in KINDS for v in VENUES if v != "okx-nocrc" or k == "orderbook"]
 
 
-class Variant:
-    """One venue's session over N frames of one kind, reset before every round."""
+class Variant(SessionRounds):
+    """(every checksum matched: a mismatch would have been a gap, which `check` refuses)"""
 
     def __init__(self, venue_name: str, kind: str) -> None:
         venue, make, symbols = VENUES[venue_name]
         self.okx = venue is OKX
         self.crc = venue_name == "okx"
-        channel = venue.spec.channel(kind)
-        assert channel is not None
-        self.sink, self.events, routes = NullSink(), Events(), RouteTable()
-        self.streams: list[Stream] = []
-        for sid, sym in enumerate(symbols, 1):
-            stream = make_stream(venue, channel, sym, sid, self.sink, lambda s: None)
-            routes.add(stream)
-            self.streams.append(stream)
-        self.on_message = venue.session(routes, self.sink, self.events).on_message
-        self.frames = make(kind, symbols)
+        super().__init__(venue, kind, symbols, make(kind, symbols))
 
-    def reset(self) -> None:
-        for stream in self.streams:
-            stream.last_id = 0
-            stream.count = 0
-            if stream.book is None:
-                continue
-            stream.book.start()
-            if self.okx:
-                bids, asks = start_book()
-                snap: BookSnapshot = OkxBookSnapshot(
-                    SEQ0,
-                    [(float(p), float(q)) for p, q, _, _ in bids],
-                    [(float(p), float(q)) for p, q, _, _ in asks],
-                    bid_text=[tuple(lv) for lv in bids],  # type: ignore[misc]
-                    ask_text=[tuple(lv) for lv in asks],  # type: ignore[misc]
-                    checksum=START_CRC if self.crc else 0,
-                )
-            else:
-                snap = BookSnapshot(SEQ0, [(100.0, 1.0)], [(103.0, 1.0)])
-            stream.book.on_snapshot(snap, 0)
-            stream.book.counters.deltas = 0
-
-    def run(self) -> None:
-        on_message = self.on_message
-        for i, frame in enumerate(self.frames):
-            on_message(frame, i)
-
-    def check(self) -> None:
-        """Every frame was taken: no error, no duplicate dropped, every book change applied
-        (every checksum matched: a mismatch would have been a gap)."""
-        assert self.events.errors == [], self.events.errors[:3]
-        assert all(s.count == N // SYMBOLS for s in self.streams)
-        for stream in self.streams:
-            if stream.book is not None:
-                assert stream.book.counters.deltas == N // SYMBOLS
-                assert stream.book.counters.gaps == 0
+    def start_book(self, stream: Stream) -> None:
+        if not self.okx:
+            return super().start_book(stream)
+        assert stream.book is not None
+        stream.book.start()
+        bids, asks = start_book()
+        snap = OkxBookSnapshot(
+            SEQ0,
+            [(float(p), float(q)) for p, q, _, _ in bids],
+            [(float(p), float(q)) for p, q, _, _ in asks],
+            bid_text=[tuple(lv) for lv in bids],  # type: ignore[misc]
+            ask_text=[tuple(lv) for lv in asks],  # type: ignore[misc]
+            checksum=START_CRC if self.crc else 0,
+        )
+        stream.book.on_snapshot(snap, 0)
 
 
 @pytest.mark.parametrize(("venue_name", "kind"), VARIANTS)
@@ -232,23 +201,11 @@ def test_the_checksums_are_verified() -> None:
 def main() -> None:
     import argparse
     import statistics
-    import time
 
     parser = argparse.ArgumentParser(description="interleaved rounds, ns per message")
     parser.add_argument("--rounds", type=int, default=21)
     rounds = parser.parse_args().rounds
-    variants = {key: Variant(*key) for key in VARIANTS}
-    for variant in variants.values():
-        variant.reset()
-        variant.run()
-        variant.check()
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in variants}
-    for _ in range(rounds):
-        for key, variant in variants.items():
-            variant.reset()
-            start = time.perf_counter_ns()
-            variant.run()
-            times[key].append((time.perf_counter_ns() - start) / N)
+    times = interleave({key: Variant(*key) for key in VARIANTS}, rounds)
     print("| kind | venue | median ns/msg | min-max | / Binance (medians) |")
     print("|---|---|---|---|---|")
     for venue_name, kind in VARIANTS:
