@@ -46,9 +46,6 @@ FAULTS = (
 TRADE_SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 BOOK_SYMBOLS = ["BTC/USDT", "ETH/USDT"]
 PACED_RATE = 2_000.0  # market events/s of a simulator that cannot blast
-# KuCoin's heartbeat comes from its token answer (18 s by default): a stalled socket would
-# hide the next injected gap behind the resync that follows its detection
-SIM_ARGS = {"kucoin": ("--option", "ping_interval_ms=1000", "--option", "ping_timeout_ms=1000")}
 
 
 def soak_policy() -> Any:
@@ -152,9 +149,7 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
     sample_every = 1.0 if tiny else 5.0
     instance = f"soak{os.getpid()}"
     sims = {
-        v: Simulator(v, blast=per_stream, args=SIM_ARGS.get(v, ()))
-        if blasted
-        else Simulator(v, rate=PACED_RATE, args=SIM_ARGS.get(v, ()))
+        v: Simulator(v, blast=per_stream) if blasted else Simulator(v, rate=PACED_RATE)
         for v, (_, _, blasted) in plan.items()
     }
     ctx = mp.get_context("spawn")

@@ -17,10 +17,6 @@ from typing import Any
 
 from bench.harness import BenchError, Simulator, run_client
 
-# Simulator options of the benchmarks: only the blasted frames flow. OKX's simulator sends an
-# empty book update after a second without one (as OKX does) and a blast does not count as one:
-# the peers counted it as an extra message.
-SIM_OPTIONS = {"okx": ("--option", "keepalive=0")}
 SECTIONS = ("ceiling", "wsm", "peers", "paced", "latency", "scaling", "fanout")
 PEERS = ("websockets", "cryptofeed", "ccxt")
 
@@ -141,11 +137,7 @@ class Suite:
 
     def sim(self, exchange: str) -> Simulator:
         if exchange not in self.sims:
-            self.sims[exchange] = Simulator(
-                exchange,
-                symbols=max(self.o.paced_streams, 10),
-                args=SIM_OPTIONS.get(exchange, ()),
-            )
+            self.sims[exchange] = Simulator(exchange, symbols=max(self.o.paced_streams, 10))
         return self.sims[exchange]
 
     def close(self) -> None:

@@ -27,20 +27,10 @@ from typing import Any
 
 import orjson
 
+from bench.clients import _fresh_stats, _msgs_in
 from bench.harness import Simulator
 from bench.report import environment
 from engine.records import Kind
-
-
-async def _fresh_stats(ex: Any) -> Any:
-    old = ex.stats
-    while ex.stats is old or ex.stats is None:
-        await asyncio.sleep(0.02)
-    return ex.stats
-
-
-def _msgs(stats: Any) -> int:
-    return sum(c.msgs_in for c in stats.conns)
 
 
 async def one_round(venue: str, rate: float, seconds: float) -> dict[str, Any]:
@@ -79,7 +69,7 @@ async def one_round(venue: str, rate: float, seconds: float) -> dict[str, Any]:
             records += len(reader.read_batch())
             sim.control("rate", value=0)
             span = (after.at_ns - before.at_ns) / 1e9
-            msgs = _msgs(after) - _msgs(before)
+            msgs = _msgs_in(after) - _msgs_in(before)
             cpu = (after.cpu_ns - before.cpu_ns) / 1e9
             reader.close()
             return {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bench.harness import Simulator, run_client
-from bench.suite import SIM_OPTIONS, peer_venues
+from bench.suite import peer_venues
 from engine.registry import venues
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ def test_every_registered_venue_but_binance_is_measured_or_has_a_reason() -> Non
 def test_cryptofeed_handles_every_blasted_frame(venue: str, kind: str) -> None:
     pytest.importorskip("cryptofeed", reason="the peers: pip install -e '.[peers]'")
     count = 50 if kind == "book" else 200
-    sim = Simulator(venue, symbols=2, args=SIM_OPTIONS.get(venue, ()))
+    sim = Simulator(venue, symbols=2)
     try:
         job = {
             "variant": "cryptofeed",
