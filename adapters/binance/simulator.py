@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from adapters.simkit.blast import BlastStream, FrameTemplate, Values, dec_width
-from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
+from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt, sim_symbols
 from adapters.simkit.server import SimClient, SimServer
 
 PAD = 8  # Binance prints prices and sizes with 8 decimals
@@ -44,13 +44,9 @@ class BinanceSim:
         self.rng = random.Random(seed)
         self.futures = futures
         self.enforce_limits = enforce_limits
-        base_id = time.time_ns() // 1_000_000  # a restarted simulator continues upwards
-        symbols = symbols + tuple(
-            (f"S{i:04d}USDT", f"S{i:04d}", "USDT", 1.0 + i % 97, 4, 2) for i in range(extra_symbols)
+        self.symbols = sim_symbols(
+            symbols, extra=extra_symbols, quote="USDT", spell=lambda b, q: b + q
         )
-        self.symbols = {
-            s[0]: SimSymbol(*s, update_id=base_id * 100, trade_id=base_id * 10) for s in symbols
-        }
         self._order = list(self.symbols.values())
         self.pending: dict[str, dict[str, dict[tuple[str, int], int]]] = {
             k: defaultdict(dict) for k in ("depth@100ms", "depth")

@@ -39,7 +39,7 @@ import numpy as np
 import orjson
 
 from adapters.simkit.blast import BlastStream, FrameTemplate, Values, dec_width
-from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
+from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt, sim_symbols
 from adapters.simkit.server import SimClient, SimServer
 
 DEPTHS = (1, 50, 200)
@@ -81,20 +81,16 @@ class BybitSim:
         self.max_args = int(max_args)
         self.book_interval = float(book_interval)
         self.num = padded if self.linear else num
-        base_id = time.time_ns() // 1_000_000  # a restarted simulator continues upwards
-        symbols = symbols + tuple(
-            (f"S{i:04d}USDT", f"S{i:04d}", "USDT", 1.0 + i % 97, 4, 2) for i in range(extra_symbols)
+        self.symbols = sim_symbols(
+            symbols, extra=extra_symbols, quote="USDT", spell=lambda b, q: b + q
         )
-        self.symbols = {
-            s[0]: SimSymbol(*s, update_id=base_id * 100, trade_id=base_id * 10) for s in symbols
-        }
         self._order = list(self.symbols.values())
         # per book topic: its `u` (one per message), starting where a long-running topic would
         self.u: dict[str, int] = {}
         self.pending: dict[str, dict[tuple[str, int], int]] = defaultdict(dict)  # per symbol
         self.last_flush = 0.0
         self.skips: dict[str, int] = {}  # book topic -> ids the next delta skips
-        self.seq = base_id * 1000  # the cross sequence
+        self.seq = time.time_ns() // 1_000_000 * 1000  # the cross sequence, from the clock too
         self.last_trade = {v: (s.best_bid(), 10**s.size_decimals) for v, s in self.symbols.items()}
         self.trade_log: dict[str, deque[tuple[int, str, str, bool]]] = defaultdict(
             lambda: deque(maxlen=100_000)

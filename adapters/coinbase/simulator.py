@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from adapters.simkit.market import Event, SimSymbol, fmt
+from adapters.simkit.market import Event, SimSymbol, fmt, sim_symbols
 from adapters.simkit.server import SimClient, SimServer
 
 DEFAULT_SYMBOLS = (
@@ -85,13 +85,9 @@ class CoinbaseSim:
         self.rng = random.Random(seed)
         self.enforce_limits = enforce_limits
         self.subscribe_deadline = subscribe_deadline
-        base_id = time.time_ns() // 1_000_000  # a restarted simulator continues upwards
-        symbols = symbols + tuple(
-            (f"S{i:04d}-USD", f"S{i:04d}", "USD", 1.0 + i % 97, 4, 2) for i in range(extra_symbols)
+        self.symbols = sim_symbols(
+            symbols, extra=extra_symbols, quote="USD", spell=lambda b, q: f"{b}-{q}"
         )
-        self.symbols = {
-            s[0]: SimSymbol(*s, update_id=base_id * 100, trade_id=base_id * 10) for s in symbols
-        }
         self._order = list(self.symbols.values())
         self.tape = {s: Tape(*[sym.best_bid()] * 4) for s, sym in self.symbols.items()}
         self.trade_log: dict[str, deque[tuple[int, str, str, bool]]] = defaultdict(

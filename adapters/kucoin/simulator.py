@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
+from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt, sim_symbols
 from adapters.simkit.server import SimClient, SimServer
 
 TOPICS = {  # topic prefix -> the frames' subject
@@ -76,16 +76,9 @@ class KucoinSim:
         self.max_topics = int(max_topics)
         self.welcome_delay = float(welcome_delay)
         self.ticker_interval = float(ticker_interval)
-        base_id = time.time_ns() // 1_000_000  # a restarted simulator continues upwards
-        symbols = symbols + tuple(
-            (f"S{i:04d}USDT", f"S{i:04d}", "USDT", 1.0 + i % 97, 4, 2) for i in range(extra_symbols)
+        self.symbols = sim_symbols(
+            symbols, extra=extra_symbols, quote="USDT", spell=lambda b, q: f"{b}-{q}", respell=True
         )
-        self.symbols = {
-            f"{s[1]}-{s[2]}": SimSymbol(
-                f"{s[1]}-{s[2]}", *s[1:], update_id=base_id * 100, trade_id=base_id * 10
-            )
-            for s in symbols
-        }
         self._order = list(self.symbols.values())
         self.last_trade = {v: (s.best_bid(), 10**s.size_decimals) for v, s in self.symbols.items()}
         self.ticker_due: dict[str, float] = {}  # symbol -> when its ticker last went out

@@ -44,7 +44,7 @@ import numpy as np
 import orjson
 
 from adapters.simkit.blast import BlastStream, FrameTemplate, Values, dec_width
-from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt
+from adapters.simkit.market import DEFAULT_SYMBOLS, Event, SimSymbol, fmt, sim_symbols
 from adapters.simkit.server import SimClient, SimServer
 
 CHANNELS = ("trades", "tickers", "bbo-tbt", "books", "books5")
@@ -100,16 +100,9 @@ class OkxSim:
         self.rest_books: dict[str, int] = defaultdict(int)  # REST book requests per symbol
         self.ticker_interval = ticker_interval
         self.enforce_limits = enforce_limits
-        base_id = time.time_ns() // 1_000_000  # a restarted simulator continues upwards
-        symbols = symbols + tuple(
-            (f"S{i:04d}USDT", f"S{i:04d}", "USDT", 1.0 + i % 97, 4, 2) for i in range(extra_symbols)
+        self.symbols = sim_symbols(
+            symbols, extra=extra_symbols, quote="USDT", spell=lambda b, q: f"{b}-{q}", respell=True
         )
-        self.symbols = {
-            f"{s[1]}-{s[2]}": SimSymbol(
-                f"{s[1]}-{s[2]}", *s[1:], update_id=base_id * 100, trade_id=base_id * 10
-            )
-            for s in symbols
-        }
         self._order = list(self.symbols.values())
         self.last_trade = {v: (s.best_bid(), 10**s.size_decimals) for v, s in self.symbols.items()}
         self.open24h = {v: s.best_bid() for v, s in self.symbols.items()}

@@ -9,6 +9,8 @@ so a client that applies every change in order ends with exactly the simulator's
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -151,3 +153,36 @@ DEFAULT_SYMBOLS = (
     ("XRPUSDT", "XRP", "USDT", 0.6, 4, 0),
     ("ETHBTC", "ETH", "BTC", 0.052, 5, 4),
 )
+
+
+def sim_symbols(
+    rows: tuple[tuple[str, str, str, float, int, int], ...],
+    *,
+    extra: int,
+    quote: str,
+    spell: Callable[[str, str], str],
+    respell: bool = False,
+) -> dict[str, SimSymbol]:
+    """A simulator's markets by venue symbol: `rows` (venue symbol, base, quote, price, price
+    and size decimals), then `extra` synthetic ones `S0000`, `S0001`, ... quoted in `quote`
+    and named `spell(base, quote)`; `respell` names every row that way (venues whose names
+    differ from `DEFAULT_SYMBOLS`'). Ids start from the clock, so a restarted simulator
+    continues upwards."""
+    base_id = time.time_ns() // 1_000_000
+    rows = rows + tuple(
+        (spell(f"S{i:04d}", quote), f"S{i:04d}", quote, 1.0 + i % 97, 4, 2) for i in range(extra)
+    )
+    out = {}
+    for name, base, quo, price, price_decimals, size_decimals in rows:
+        name = spell(base, quo) if respell else name
+        out[name] = SimSymbol(
+            name,
+            base,
+            quo,
+            price,
+            price_decimals,
+            size_decimals,
+            update_id=base_id * 100,
+            trade_id=base_id * 10,
+        )
+    return out
