@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -41,9 +42,52 @@ _time_ns = time.time_ns
 LATENCY_SAMPLES = 2048  # per stats interval
 
 
+class Attempt:
+    """One connect attempt. `abandoned` once its caller gave up on it (stopped or timed out):
+    a socket it still yields is closed on arrival and nothing it carries is parsed."""
+
+    __slots__ = ("abandoned",)
+
+    def __init__(self) -> None:
+        self.abandoned = False
+
+
+def _ignore(payload: memoryview | bytes, recv_ns: int) -> int:
+    return 0
+
+
+def _close_late(task: asyncio.Future[tuple[picows.WSTransport, picows.WSListener]]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return  # retrieved: the caller has already given up and reported why
+    task.result()[0].disconnect()
+
+
+async def ws_connect_owned(
+    attempt: Attempt,
+    connect: Coroutine[Any, Any, tuple[picows.WSTransport, picows.WSListener]],
+    timeout: float,
+) -> tuple[picows.WSTransport, picows.WSListener]:
+    """`picows.ws_connect` under a deadline, never leaking its socket. Cancelled while the
+    upgrade is in flight (TCP up, handshake unanswered), picows leaves the socket open and
+    the handshake then completes on it unowned. So the connect runs in its own task: a caller
+    that is cancelled or times out abandons the attempt, and whatever socket it still yields
+    is closed (the listener refuses it on arrival, `_close_late` once the task ends)."""
+    task = asyncio.ensure_future(connect)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+    except BaseException:
+        attempt.abandoned = True
+        task.add_done_callback(_close_late)
+        # Bounded anyway by picows's handshake timeout; past our deadline the attempt is still
+        # in the TCP connect, where cancelling closes the socket.
+        asyncio.get_running_loop().call_later(timeout, task.cancel)
+        raise
+
+
 class ShardListener(picows.WSListener):
-    def __init__(self, shard: Shard) -> None:
+    def __init__(self, shard: Shard, attempt: Attempt | None = None) -> None:
         self.shard = shard
+        self.attempt = attempt or Attempt()
         self.on_message = shard.session.on_message
         self.commit = shard.worker.writer.commit
         self.max_bytes = shard.worker.config.max_message_bytes
@@ -62,6 +106,9 @@ class ShardListener(picows.WSListener):
 
     def on_ws_connected(self, transport: picows.WSTransport) -> None:
         self.transport = transport
+        if self.attempt.abandoned:  # the shard gave up on this connect while it was in flight
+            self.on_message = _ignore
+            transport.disconnect()
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         mt = frame.msg_type
@@ -244,9 +291,11 @@ class Shard:
         self.session = worker.venue.session(worker.routes, worker.writer, self)
         self._welcomed = asyncio.Event()  # the greeting may arrive with the handshake's answer
         self._abort_reason = ""
-        transport, listener = await asyncio.wait_for(
+        attempt = Attempt()
+        transport, listener = await ws_connect_owned(
+            attempt,
             picows.ws_connect(
-                lambda: ShardListener(self),
+                lambda: ShardListener(self, attempt),
                 url,
                 enable_auto_ping=True,
                 auto_ping_idle_timeout=hb.idle,
