@@ -60,6 +60,12 @@ async def create_connection(request: Request) -> Response:
     user = principal(request).user_id
     try:
         async with user_tx(request) as conn:
+            # One create per user at a time, or simultaneous requests all see room under the
+            # limit. A transaction-scoped advisory lock: released at commit or rollback.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('wsm.connections:' || $1, 0))",
+                str(user),
+            )
             count = await conn.fetchval("SELECT count(*) FROM websocket_connections")
             if count >= api.config.max_connections_per_user:
                 raise ApiError(

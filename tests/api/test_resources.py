@@ -3,6 +3,7 @@ never sees or changes B's rows."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -68,6 +69,26 @@ async def test_connection_lifecycle(stack: Stack) -> None:
 
 async def _count(values: object, item: str, n: int) -> bool:
     return list(await values).count(item) >= n  # type: ignore[misc]
+
+
+async def test_concurrent_creates_never_exceed_the_per_user_limit(stack: Stack) -> None:
+    # Each create counts the user's rows and then inserts: without serialising the two per
+    # user, simultaneous requests all see room and the limit (5 here) is overrun.
+    user, other = uuid.uuid4(), uuid.uuid4()
+    async with stack.client(user) as c, stack.client(other) as d:
+        body = lambda name: {"exchange": "binance", "name": name, "connect": False}  # noqa: E731
+        replies = await asyncio.gather(
+            *(c.post(f"{API}/connections", json=body(f"r{i}")) for i in range(12)),
+            *(d.post(f"{API}/connections", json=body(f"o{i}")) for i in range(3)),
+        )
+        mine, theirs = replies[:12], replies[12:]
+        assert sorted(r.status_code for r in mine) == [201] * 5 + [409] * 7
+        assert all(
+            r.json()["error"]["code"] == "limit_reached" for r in mine if r.status_code == 409
+        )
+        assert [r.status_code for r in theirs] == [201] * 3, "one user's limit is not another's"
+        listed = (await c.get(f"{API}/connections", params={"limit": 100})).json()["items"]
+        assert len(listed) == 5
 
 
 async def test_create_errors(stack: Stack) -> None:
