@@ -51,6 +51,9 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     budget: Annotated[int, Meta(gt=0)] | None = None  # connects + snapshots: bucket size
     budget_per_second: Annotated[float, Meta(gt=0)] | None = None
     audit_interval: Annotated[float, Meta(gt=0)] | None = None  # seconds between listings
+    # CPUs the exchange's worker process may run on (Linux CPU affinity; None: any). A worker
+    # with a core of its own keeps its full ingest rate whatever else the machine does.
+    cpus: list[Annotated[int, Meta(ge=0)]] | None = None
 
 
 class SubscriptionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sys
 import time
 from collections import deque
@@ -222,6 +223,20 @@ class _Sub:
         self.created_at = time.time()
 
 
+def worker_cpus(name: str, cfg: ExchangeConfig) -> set[int] | None:
+    """An exchange's configured worker CPUs, checked against those this machine offers."""
+    if cfg.cpus is None:
+        return None
+    # CPU ids of the machine, not this process's own mask: the coordinator may well be
+    # pinned away from the CPUs its workers are given
+    cpus, usable = set(cfg.cpus), set(range(os.cpu_count() or 1))
+    if not cpus or not cpus <= usable:
+        missing = sorted(cpus - usable)
+        why = f"CPUs {missing} are not available" if missing else "an empty list pins to nothing"
+        raise ConfigError(f"exchanges.{name}.cpus", f"{why} (this machine offers {sorted(usable)})")
+    return cpus
+
+
 class Exchange:
     """One exchange's runtime: its venue, ring, worker process and instruments."""
 
@@ -313,6 +328,16 @@ class Exchange:
             name=f"wsm-worker-{self.name}",
         )
         self.process.start()
+        cpus = worker_cpus(self.name, self.cfg)
+        if cpus is not None and self.process.pid is not None:
+            try:
+                os.sched_setaffinity(self.process.pid, cpus)
+            except OSError as exc:  # offline, or outside this container's CPU set
+                print(
+                    f"wsm: exchanges.{self.name}.cpus {sorted(cpus)} refused ({exc.strerror});"
+                    " the worker runs unpinned",
+                    file=sys.stderr,
+                )
         child.close()
         self._conn = parent
         self.ready.clear()
@@ -419,6 +444,8 @@ class Coordinator:
         self.started = False
 
     async def start(self) -> None:
+        for name, cfg in self.config.exchanges.items():  # before any segment or process
+            worker_cpus(name, cfg)
         self._registry = SymbolRegistry.create(self.config.instance)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         if self.config.database.enabled:
