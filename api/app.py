@@ -30,7 +30,16 @@ from api.middleware.rate_limit import RateLimit
 from api.middleware.responses import CountResponses
 from api.openapi import ID, Op, Param, build, page_params
 from api.ratelimit import RateLimiter
-from api.routes import connections, dashboard, events, health, live, metrics, prometheus
+from api.routes import (
+    allowlist,
+    connections,
+    dashboard,
+    events,
+    health,
+    live,
+    metrics,
+    prometheus,
+)
 from api.routes import subscriptions as subs
 from api.state import ApiState
 from engine.config import ApiConfig
@@ -47,6 +56,7 @@ TIME = {  # what api.params.timestamp accepts
 }
 COLL = "/api/websocket/connections"
 SUBS = "/api/websocket/subscriptions"
+ALLOW = "/api/websocket/ip-whitelist"
 
 
 def operations(config: ApiConfig) -> list[Op]:
@@ -190,6 +200,36 @@ def operations(config: ApiConfig) -> list[Op]:
             params=(ID,),
             errors=(404,),
             tags=("subscriptions",),
+        ),
+        Op(
+            "GET",
+            ALLOW,
+            allowlist.list_networks,
+            "the caller's IP allow-list (empty: requests from anywhere)",
+            s.AllowedNetworkPage,
+            params=page,
+            tags=("security",),
+        ),
+        Op(
+            "POST",
+            ALLOW,
+            allowlist.add_network,
+            "allow requests from a network (409 if it would lock out the caller's address)",
+            s.AllowedNetwork,
+            status=201,
+            body=s.NewAllowedNetwork,
+            errors=(409,),
+            tags=("security",),
+        ),
+        Op(
+            "DELETE",
+            ALLOW + "/{id}",
+            allowlist.delete_network,
+            "remove a network (409 if the rest would lock out the caller's address)",
+            s.Deleted,
+            params=(ID,),
+            errors=(404, 409),
+            tags=("security",),
         ),
         Op(
             "GET",

@@ -164,6 +164,26 @@ class ExchangeList(msgspec.Struct, kw_only=True):
     items: list[ExchangeInfo]
 
 
+class NewAllowedNetwork(_Body):
+    """A network the caller's requests may come from (`203.0.113.0/24`, `2001:db8::/32`, or
+    one address). Once a user has any, requests from elsewhere are refused with 403."""
+
+    cidr: Annotated[str, Meta(min_length=2, max_length=64)]
+    label: Annotated[str, Meta(max_length=200)] = ""
+
+
+class AllowedNetwork(msgspec.Struct, kw_only=True):
+    id: Id
+    cidr: str
+    label: str
+    created_at: datetime
+
+
+class AllowedNetworkPage(msgspec.Struct, kw_only=True):
+    items: list[AllowedNetwork]
+    next_cursor: str | None
+
+
 class Deleted(msgspec.Struct, kw_only=True):
     id: Id
     deleted: bool

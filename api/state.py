@@ -78,3 +78,11 @@ async def user_tx(request: Request) -> AsyncIterator[Connection]:
     p = principal(request)
     async with as_user(api_state(request).db, p.user_id) as conn:
         yield conn
+
+
+async def one_at_a_time(conn: Connection, what: str, user: object) -> None:
+    """Serialise one kind of change per user until the transaction ends (a check-then-write,
+    such as a limit or the allow-list's lock-out guard, must not interleave with another)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))", what, str(user)
+    )

@@ -93,6 +93,7 @@ class ApiConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # a connection's URL override must be on one of these hosts (besides the exchange's own)
     allowed_url_hosts: list[str] = []
     max_connections_per_user: Annotated[int, Meta(gt=0)] = 20
+    max_ip_whitelist_per_user: Annotated[int, Meta(gt=0)] = 100  # allow-list networks
     # exchanges users may open connections to (empty: every installed adapter)
     exchanges: list[str] = []
     # static bearer token that may read /metrics (Prometheus); user tokens may too

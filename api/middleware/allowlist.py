@@ -11,6 +11,8 @@ from api.audit import audit_refusal
 from api.errors import ApiError
 from engine.db.session import as_user
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 class AllowList:
     def __init__(self, app: ASGIApp) -> None:
@@ -34,7 +36,7 @@ class AllowList:
 
 def admitted(
     client: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network],
+    networks: list[Network],
 ) -> bool:
     return client is not None and any(
         client.version == net.version and client in net for net in networks

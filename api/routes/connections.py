@@ -14,7 +14,7 @@ from api.errors import ApiError, invalid, not_found
 from api.jsonio import decode_body, json_response
 from api.params import created_cursor, encode_cursor, limit, uuid_path, uuid_query
 from api.schemas import ConnectionPage, Deleted, NewConnection
-from api.state import api_state, principal, user_tx
+from api.state import api_state, one_at_a_time, principal, user_tx
 from api.views import connection_view, live_connections, own_connection
 from engine.errors import WSMError
 
@@ -60,12 +60,7 @@ async def create_connection(request: Request) -> Response:
     user = principal(request).user_id
     try:
         async with user_tx(request) as conn:
-            # One create per user at a time, or simultaneous requests all see room under the
-            # limit. A transaction-scoped advisory lock: released at commit or rollback.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('wsm.connections:' || $1, 0))",
-                str(user),
-            )
+            await one_at_a_time(conn, "wsm.connections", user)  # else all see room
             count = await conn.fetchval("SELECT count(*) FROM websocket_connections")
             if count >= api.config.max_connections_per_user:
                 raise ApiError(

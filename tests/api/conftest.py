@@ -108,6 +108,7 @@ def api_config(**overrides: Any) -> ApiConfig:
         "metrics_token": SCRAPE,
         "live_interval": 0.5,
         "max_connections_per_user": 5,
+        "max_ip_whitelist_per_user": 3,
     }
     return ApiConfig(**(base | overrides))
 

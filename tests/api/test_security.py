@@ -176,3 +176,51 @@ async def test_the_app_roles_cannot_change_the_audit_log(stack: Stack) -> None:
     async with as_user(stack.admin, user) as conn:
         mine = await conn.fetch("SELECT actor FROM audit_log")
     assert mine and {r[0] for r in mine} == {user}, "a user reads their own audit rows only"
+
+
+async def test_users_keep_their_own_allow_list_and_cannot_lock_themselves_out(
+    stack: Stack,
+) -> None:
+    user, other = uuid.uuid4(), uuid.uuid4()
+    start = now()
+    at = lambda source: stack.client(user, source=source)  # noqa: E731
+    async with at("127.0.0.31") as c, at("127.0.0.32") as d:
+        url = f"{API}/ip-whitelist"
+        assert (await c.get(url)).json() == {"items": [], "next_cursor": None}
+        r = await c.post(url, json={"cidr": "10.0.0.0/8"})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "would_lock_out"
+        assert "127.0.0.31" in r.json()["error"]["message"]
+        for bad in ("127.0.0.31/24", "nonsense", "300.1.1.1"):  # host bits set, not an address
+            r = await c.post(url, json={"cidr": bad})
+            assert r.status_code == 422 and r.json()["error"]["field"] == "cidr", bad
+        r = await c.post(url, json={"cidr": "127.0.0.31", "label": "desk"})
+        assert r.status_code == 201 and r.json()["cidr"] == "127.0.0.31/32"
+        desk = r.json()["id"]
+        wide = (await c.post(url, json={"cidr": "127.0.0.0/26", "label": "office"})).json()["id"]
+        r = await c.post(url, json={"cidr": "127.0.0.31/32"})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+        listed = (await c.get(url)).json()["items"]
+        assert [(i["cidr"], i["label"]) for i in listed] == [
+            ("127.0.0.31/32", "desk"),
+            ("127.0.0.0/26", "office"),
+        ]
+        assert (await d.get(url)).status_code == 200, "the /26 admits .32"
+        r = await d.delete(f"{url}/{wide}")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "would_lock_out"
+        assert len((await c.get(url)).json()["items"]) == 2, "a refused delete changes nothing"
+        async with stack.client(other, source="127.0.0.31") as e:
+            assert (await e.get(url)).json()["items"] == [], "each user sees only their own"
+            assert (await e.delete(f"{url}/{desk}")).status_code == 404
+        assert (await c.post(url, json={"cidr": "192.0.2.0/24"})).status_code == 201
+        r = await c.post(url, json={"cidr": "198.51.100.0/24"})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "limit_reached"
+        assert (await c.delete(f"{url}/{wide}")).status_code == 200
+        assert (await d.get(url)).status_code == 403, "the /26 is gone: .32 is refused"
+    rows = await stack.wait_audit(start, 4, actor=user, outcome="ok")
+    assert [r["action"] for r in rows] == [
+        "ip_whitelist.add",
+        "ip_whitelist.add",
+        "ip_whitelist.add",
+        "ip_whitelist.delete",
+    ]
+
