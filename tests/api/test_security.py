@@ -223,4 +223,3 @@ async def test_users_keep_their_own_allow_list_and_cannot_lock_themselves_out(
         "ip_whitelist.add",
         "ip_whitelist.delete",
     ]
-
