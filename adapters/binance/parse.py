@@ -100,8 +100,32 @@ class _Routed:
     handler: ClassVar[Any]
 
 
-def build_decoder(routes: RouteTable) -> msgspec.json.Decoder[Any]:
-    members: list[type] = [BinanceShutdownFrame]
+class _Notices:
+    """The shutdown notice's stand-in for a route: the hot path then needs no type test."""
+
+    __slots__ = ("count", "events", "last_ns")
+
+    def __init__(self, events: SessionEvents) -> None:
+        self.events = events
+        self.count = 0
+        self.last_ns = 0
+
+
+def on_shutdown(frame: Any, route: _Notices, recv_ns: int, sink: Sink) -> int:
+    route.events.on_notice("shutdown", "serverShutdown")
+    return 0
+
+
+def build_decoder(routes: RouteTable, events: SessionEvents) -> msgspec.json.Decoder[Any]:
+    members: list[type] = [
+        msgspec.defstruct(
+            "Frame",
+            [],
+            bases=(BinanceShutdownFrame,),
+            tag="!serverShutdown",
+            namespace={"route": _Notices(events), "handler": staticmethod(on_shutdown)},
+        )
+    ]
     for stream in routes:
         base, _, handler = KINDS[stream_kind(stream.name)]
         members.append(
@@ -127,17 +151,14 @@ class BinanceSession:
         self.routes_changed()
 
     def routes_changed(self) -> None:
-        self._decode = build_decoder(self.routes).decode
+        self._decode = build_decoder(self.routes, self.events).decode
 
     def on_message(self, payload: memoryview | bytes, recv_ns: int) -> int:
         try:
             frame = self._decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return self._on_other(payload)
-        if type(frame) is BinanceShutdownFrame:
-            self.events.on_notice("shutdown", "serverShutdown")
-            return 0
-        route = frame.route
+        route = frame.route  # a stream's, or the shutdown notice's (its handler reports it)
         route.count += 1
         route.last_ns = recv_ns
         return frame.handler(frame, route, recv_ns, self.sink)  # type: ignore[no-any-return]
