@@ -316,9 +316,9 @@ def cryptofeed_feed_class(ws_url: str, rest_url: str, exchange: str = "binance")
         def _parse_symbol_data(cls, data: Any) -> Any:
             if base_name in ("Bybit", "OKX") and not many:
                 data = [data]  # these parsers iterate over one answer per market type
-            if base_name == "BinanceFutures":  # Binance sends it; the simulator has no field
-                for sym in data["symbols"]:  # for it, and cryptofeed needs it for perpetuals
-                    sym.setdefault("contractType", "PERPETUAL")
+            if base_name == "BinanceFutures":  # cryptofeed needs it for perpetuals; the
+                for sym in data["symbols"]:  # simulator sends it since 2026-11-27 (kept for
+                    sym.setdefault("contractType", "PERPETUAL")  # before/after runs)
             return super()._parse_symbol_data(data)
 
         def connect(self) -> list[Any]:

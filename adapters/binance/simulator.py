@@ -96,6 +96,15 @@ class BinanceSim:
                         "quoteAsset": s.quote,
                         "baseAssetPrecision": 8,
                         "quotePrecision": 8,
+                        **(
+                            {
+                                "pair": s.venue_symbol,
+                                "contractType": "PERPETUAL",
+                                "marginAsset": s.quote,
+                            }
+                            if self.futures
+                            else {}
+                        ),
                         "filters": [
                             {
                                 "filterType": "PRICE_FILTER",

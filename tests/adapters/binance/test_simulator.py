@@ -90,6 +90,8 @@ async def test_rest_snapshot_and_exchange_info(server: SimServer) -> None:
     assert len(ours["bids"]) == 5
     btc = next(s for s in info["symbols"] if s["symbol"] == "BTCUSDT")
     assert (btc["baseAsset"], btc["quoteAsset"]) == ("BTC", "USDT")
+    # USD-M lists contracts: clients (cryptofeed among them) keep only the perpetuals
+    assert btc.get("contractType") == ("PERPETUAL" if futures else None)
 
 
 async def test_method_protocol_acks_and_errors() -> None:
