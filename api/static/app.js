@@ -285,10 +285,31 @@ async function loadExchanges() {
   for (const e of exchanges) sel.add(new Option(e.name, e.name));
 }
 
+async function loadNetworks() {
+  const data = await act("GET", "/api/websocket/ip-whitelist?limit=1000");
+  if (!data) return;
+  const list = $("networks");
+  list.innerHTML = "";
+  for (const n of data.items) {
+    const li = document.createElement("li");
+    li.setAttribute("data-testid", "network");
+    li.textContent = n.cidr + (n.label ? " — " + n.label : "") + " ";
+    const x = document.createElement("button");
+    x.type = "button"; x.textContent = "×"; x.title = "remove";
+    x.setAttribute("data-testid", "remove-network");
+    x.addEventListener("click", async () => {
+      if (await act("DELETE", "/api/websocket/ip-whitelist/" + n.id)) loadNetworks();
+    });
+    li.appendChild(x);
+    list.appendChild(li);
+  }
+}
+
 function start() {
   $("login").hidden = true;
   $("main").hidden = false;
   loadExchanges();
+  loadNetworks();
   follow();
 }
 
@@ -305,6 +326,12 @@ document.addEventListener("DOMContentLoaded", () => {
     const made = await act("POST", "/api/websocket/connections",
       { exchange: $("new-exchange").value, name: $("new-name").value.trim() });
     if (made) $("new-name").value = "";
+  });
+  $("add-network").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const made = await act("POST", "/api/websocket/ip-whitelist",
+      { cidr: $("new-cidr").value.trim(), label: $("new-label").value.trim() });
+    if (made) { $("new-cidr").value = ""; $("new-label").value = ""; loadNetworks(); }
   });
   $("sub-connection").addEventListener("change", fillChannels);
   $("add-subscription").addEventListener("submit", async (ev) => {

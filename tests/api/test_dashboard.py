@@ -86,6 +86,24 @@ async def test_dashboard_shows_live_connections_and_drives_them(stack: Stack) ->
 
                 await until(api_live, 30, "live in the API")
                 await until(rate_changed, 20, "rates flowing again")
+
+                # the allow-list: a network that would shut this browser out is refused, its
+                # own address is added, listed by the API, and removed from the page again
+                networks = page.get_by_test_id("network")
+                await page.fill("#new-cidr", "10.9.0.0/16")
+                await page.click("#add-network button")
+                await page.locator("#message").filter(has_text="allow-list").wait_for()
+                await page.fill("#new-cidr", "127.0.0.1")
+                await page.fill("#new-label", "this machine")
+                await page.click("#add-network button")
+                await networks.filter(has_text="127.0.0.1/32 — this machine").wait_for()
+                listed = (await api.get("/api/websocket/ip-whitelist")).json()["items"]
+                assert [(n["cidr"], n["label"]) for n in listed] == [
+                    ("127.0.0.1/32", "this machine")
+                ]
+                await networks.get_by_test_id("remove-network").click()
+                await networks.wait_for(state="detached")
+                assert (await api.get("/api/websocket/ip-whitelist")).json()["items"] == []
                 feed = page.get_by_test_id("feed")
                 assert await feed.inner_text() == "live"
                 OUTPUT.mkdir(exist_ok=True)
