@@ -148,9 +148,13 @@ def soak_markdown(report: dict[str, Any]) -> str:
         first = s["first"].get(k) if s["first"] else None
         last = s["last"].get(k) if s["last"] else None
         lines.append(f"| {k} | {first} | {last} | {'-' if slope is None else f'{slope:+.2f}'} |")
-    lines += ["", "| venue | gaps injected | gaps detected | GAP records by reason |"]
-    lines.append("|---|---|---|---|")
+    lines += [
+        "",
+        "| venue | gaps injected | healed by the market | gaps detected | GAP records by reason |",
+    ]
+    lines.append("|---|---|---|---|---|")
     for v, g in s["gaps"].items():
-        lines.append(f"| {v} | {g['injected']} | {g['detected']} | {g['by_reason']} |")
+        healed = g.get("healed", "-")
+        lines.append(f"| {v} | {g['injected']} | {healed} | {g['detected']} | {g['by_reason']} |")
     lines.append(f"\nLeftover shared-memory segments: {s['leftover_segments'] or 'none'}.")
     return "\n".join(lines)

@@ -58,7 +58,7 @@ def _ignore(payload: memoryview | bytes, recv_ns: int) -> int:
 
 def _close_late(task: asyncio.Future[tuple[picows.WSTransport, picows.WSListener]]) -> None:
     if task.cancelled() or task.exception() is not None:
-        return  # retrieved: the caller has already given up and reported why
+        return  # (retrieved, so not logged: the caller gave up and said why)
     task.result()[0].disconnect()
 
 
@@ -77,10 +77,11 @@ async def ws_connect_owned(
         return await asyncio.wait_for(asyncio.shield(task), timeout)
     except BaseException:
         attempt.abandoned = True
-        task.add_done_callback(_close_late)
-        # Bounded anyway by picows's handshake timeout; past our deadline the attempt is still
-        # in the TCP connect, where cancelling closes the socket.
-        asyncio.get_running_loop().call_later(timeout, task.cancel)
+        if not task.done():  # (a connect that failed by itself has nothing to close)
+            task.add_done_callback(_close_late)
+            # Bounded anyway by picows's handshake timeout; past our deadline the attempt is
+            # still in the TCP connect, where cancelling closes the socket.
+            asyncio.get_running_loop().call_later(timeout, task.cancel)
         raise
 
 

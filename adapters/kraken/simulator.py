@@ -17,9 +17,10 @@ Numbers are JSON numbers at the pair's full precision (`64525.0`, `0.00005100`).
 
 Faults of its own: `skip(n)` loses the next `n` book updates of every pair on the way to each
 client (an update that would happen to repair the client's book is lost as well, so the loss
-always shows in the next checksum the client checks); `GET /_sim/corrupt?symbol=` sends the next
-book update of a pair with one level's quantity off by one unit (the checksum is the true
-book's). Kraken announces no connection cut: `shutdown_notice()` is None (its `status` frame
+shows in the next checksum the client checks, unless the market itself comes back to the
+client's book first: stats count those as `losses_healed`); `GET /_sim/corrupt?symbol=` sends
+the next book update of a pair with one level's quantity off by one unit (the checksum is the
+true book's). Kraken announces no connection cut: `shutdown_notice()` is None (its `status` frame
 with `system: maintenance` concerns the whole venue). Limits are not published for public
 market data: the simulator allows 200 subscriptions and 10 client messages per second per
 connection (an error and a close past the message limit, as "Exceeded msg rate").
@@ -144,6 +145,7 @@ class KrakenSim:
         self.corrupt: set[str] = set()
         self.corrupted = 0
         self.dropped_updates = 0
+        self.losses_healed = 0  # skips the market undid before any checksum could show them
         self.heartbeat_second = 0
         self.requests = 0
         self.reject = 0
@@ -489,6 +491,7 @@ class KrakenSim:
                 return
             if have == new:
                 del lag[vs]  # the market came back to what the client has: nothing lost
+                self.losses_healed += 1
             elif apply(have, levels, depth) == new:
                 self.dropped_updates += 1
                 return  # it would repair the client's book: lost as well, the loss stays
@@ -560,6 +563,7 @@ class KrakenSim:
             "subscribe_requests": self.subscribe_requests,
             "corrupted": self.corrupted,
             "dropped_updates": self.dropped_updates,
+            "losses_healed": self.losses_healed,
         }
 
     def control(self, parts: list[str], query: dict[str, str]) -> Any:

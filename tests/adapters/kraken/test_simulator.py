@@ -8,6 +8,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -257,6 +258,21 @@ async def test_skip_loses_an_update_that_the_next_checksum_shows(server: SimServ
     fol, before = await collect_mismatches(server, trigger)
     assert fol.mismatches and fol.mismatches[0] >= before, "none before the loss"
     assert server.venue.dropped_updates >= 1
+
+
+def test_a_loss_the_market_undoes_is_counted_as_healed_and_not_shown() -> None:
+    # The client lost the update that took its book from `have` to `moved`; the market then
+    # goes back to `have`: nothing is left to show, so the update is sent and counted healed.
+    sim = KrakenSim()
+    sent: list[bytes] = []
+    client = SimpleNamespace(state={"drop": {}, "lag": {}}, send=sent.append)
+    have = ([(100.0, 1.0)], [(101.0, 2.0)])
+    moved = ([(100.0, 1.5)], [(101.0, 2.0)])
+    client.state["lag"]["BTC/USD"] = have  # where a skip left it
+    levels = ([(100.0, 1.0)], [])  # what the market did: back to `have`
+    sim._send_update(client, "BTC/USD", 10, moved, have, levels, b"frame")  # type: ignore[arg-type]
+    assert (sent, sim.losses_healed, client.state["lag"]) == ([b"frame"], 1, {})
+    assert sim.stats()["losses_healed"] == 1
 
 
 async def test_corrupt_sends_one_level_one_unit_off(server: SimServer) -> None:
