@@ -156,5 +156,16 @@ def soak_markdown(report: dict[str, Any]) -> str:
     for v, g in s["gaps"].items():
         healed = g.get("healed", "-")
         lines.append(f"| {v} | {g['injected']} | {healed} | {g['detected']} | {g['by_reason']} |")
+    if s.get("skips"):
+        lines += [
+            "",
+            "Each injected loss, per book: detected (a sequence/checksum GAP before the next "
+            "fault), absorbed (the book was resynchronising around it), missed (neither).",
+            "",
+            "| venue | detected | absorbed | missed |",
+            "|---|---|---|---|",
+        ]
+        for v, c in s["skips"].items():
+            lines.append(f"| {v} | {c['detected']} | {c['absorbed']} | {c['missed']} |")
     lines.append(f"\nLeftover shared-memory segments: {s['leftover_segments'] or 'none'}.")
     return "\n".join(lines)

@@ -102,19 +102,23 @@ def gap_reader(instance: str, exchange: str, stop: Any, ready: Any, out: Any) ->
     rd = RingReader(exchange, instance=instance, start="newest")
     ready.set()
     gaps: dict[int, int] = {}
+    events: list[tuple[int, int, int]] = []  # (recv_ts, symbol, reason) of every GAP
     records = 0
     while True:
         finished = stop.is_set()
         batch = rd.read_batch()
         records += len(batch)
         g = batch[batch["kind"] == Kind.GAP]
-        for reason in g["aux"]:
+        for ts, symbol, reason in zip(g["recv_ts"], g["symbol"], g["aux"], strict=True):
             gaps[int(reason)] = gaps.get(int(reason), 0) + 1
+            events.append((int(ts), int(symbol), int(reason)))
         if not len(batch):
             if finished:
                 break
             rd.wait(0.05)
-    out.put({"exchange": exchange, "gaps": gaps, "records": records, "lost": rd.lost})
+    out.put(
+        {"exchange": exchange, "gaps": gaps, "events": events, "records": records, "lost": rd.lost}
+    )
     rd.close()
 
 
@@ -173,6 +177,7 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
     )
     samples: list[dict[str, Any]] = []
     injected: dict[str, int] = {v: 0 for v in venues}
+    skips: dict[str, list[int]] = {v: [] for v in venues}  # wall-clock ns of each skip
     healed: dict[str, int] = {}
     faults: list[tuple[float, str, str]] = []
     readers_out = ctx.Queue()
@@ -215,6 +220,8 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
                     name = FAULTS[i % len(FAULTS)]
                     i += 1
                     for v, s in sims.items():
+                        if name == "skip":
+                            skips[v].append(time.time_ns())
                         await loop.run_in_executor(None, _fault, s, name)
                         faults.append((round(now - start, 1), v, name))
                         if name == "skip":
@@ -250,7 +257,42 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
         leftover = shm.instance_segments(instance)
         for name in leftover:
             shm.unlink(name)
-    return _report(seconds, venues, samples, injected, healed, seen, faults, metrics, leftover)
+    report = _report(seconds, venues, samples, injected, healed, seen, faults, metrics, leftover)
+    books = {v: len(plan[v][1]) for v in venues}
+    report["skips"] = _classify_skips(skips, seen, books, fault_every)
+    report["ok"] = not leftover and all(c["missed"] == 0 for c in report["skips"].values())
+    return report
+
+
+def _classify_skips(
+    skips: dict[str, list[int]],
+    seen: list[dict[str, Any]],
+    books: dict[str, int],
+    fault_every: float,
+) -> dict[str, dict[str, int]]:
+    """Each injected loss, per book: `detected` (a sequence or checksum GAP for that symbol
+    before the next fault), `absorbed` (the book was resynchronising around it: a GAP of
+    another reason within a fault period either side, so a fresh snapshot covered the loss),
+    or `missed` (neither: readers were never told their book was wrong)."""
+    window = int(fault_every * 1e9)
+    loss = {int(GapReason.SEQUENCE_GAP), int(GapReason.CHECKSUM_MISMATCH)}
+    out = {}
+    for r in seen:
+        v = r["exchange"]
+        # the books' symbols: every book has GAP records (each reconnect writes one per book)
+        symbols = sorted({s for _, s, _ in r["events"] if s})[: books[v]] or [0]
+        counts = {"detected": 0, "absorbed": 0, "missed": 0}
+        for t in skips[v]:
+            for sym in symbols:
+                near = [(ts, why) for ts, s, why in r["events"] if s in (sym, 0)]
+                if any(t <= ts < t + window and why in loss for ts, why in near):
+                    counts["detected"] += 1
+                elif any(t - window <= ts < t + window for ts, _ in near):
+                    counts["absorbed"] += 1
+                else:
+                    counts["missed"] += 1
+        out[v] = counts
+    return out
 
 
 def _fault(sim: Simulator, name: str) -> None:
