@@ -159,8 +159,9 @@ def soak_markdown(report: dict[str, Any]) -> str:
     if s.get("skips"):
         lines += [
             "",
-            "Each injected loss, per book: detected (a sequence/checksum GAP before the next "
-            "fault), absorbed (the book was resynchronising around it), missed (neither).",
+            "Each injected loss, per book: detected (a sequence/checksum/crossed-book GAP "
+            "before the next fault), absorbed (the book was resynchronising around it), "
+            "missed (neither).",
             "",
             "| venue | detected | absorbed | missed |",
             "|---|---|---|---|",
