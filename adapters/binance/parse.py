@@ -151,7 +151,10 @@ class BinanceSession:
         self.routes_changed()
 
     def routes_changed(self) -> None:
-        self._decode = build_decoder(self.routes, self.events).decode
+        key = ("binance", id(self.events))  # the shard: its reconnects share one decoder
+        self._decode = self.routes.cached(
+            key, lambda: build_decoder(self.routes, self.events)
+        ).decode
 
     def on_message(self, payload: memoryview | bytes, recv_ns: int) -> int:
         try:

@@ -181,7 +181,10 @@ class BybitSession:
         self.routes_changed()
 
     def routes_changed(self) -> None:
-        self._decode = build_decoder(self.routes, self.kinds).decode
+        key = ("bybit", id(self.kinds))
+        self._decode = self.routes.cached(
+            key, lambda: build_decoder(self.routes, self.kinds)
+        ).decode
 
     def on_message(self, payload: memoryview | bytes, recv_ns: int) -> int:
         try:

@@ -144,7 +144,7 @@ class KucoinSession:
         self.routes_changed()
 
     def routes_changed(self) -> None:
-        self._decode = build_decoder(self.routes).decode
+        self._decode = self.routes.cached("kucoin", lambda: build_decoder(self.routes)).decode
 
     def on_message(self, payload: memoryview | bytes, recv_ns: int) -> int:
         try:
