@@ -14,7 +14,7 @@ from starlette.responses import Response
 from api.audit import audit_change
 from api.errors import ApiError, invalid, not_found
 from api.jsonio import decode_body, json_response
-from api.middleware.allowlist import Network, admitted
+from api.middleware.allowlist import Network, admitted, user_networks
 from api.params import created_cursor, encode_cursor, limit, uuid_path
 from api.schemas import AllowedNetwork, AllowedNetworkPage, Deleted, NewAllowedNetwork
 from api.state import api_state, one_at_a_time, principal, user_tx
@@ -33,8 +33,8 @@ def _view(row: Any) -> AllowedNetwork:
 
 
 def _guard(request: Request, networks: list[Network]) -> None:
-    client = request.scope.get("state", {}).get("client_ip")
-    if networks and not admitted(client, networks):
+    client = request.state.client_ip
+    if not admitted(client, networks):
         raise ApiError(
             409,
             "would_lock_out",
@@ -65,7 +65,7 @@ async def add_network(request: Request) -> Response:
     try:
         async with user_tx(request) as conn:
             await one_at_a_time(conn, "wsm.ip_whitelist", user)
-            networks = [r[0] for r in await conn.fetch("SELECT cidr FROM ip_whitelist")]
+            networks = await user_networks(conn)
             if len(networks) >= cap:
                 raise ApiError(409, "limit_reached", f"at most {cap} networks per user")
             _guard(request, [*networks, network])
@@ -98,7 +98,7 @@ async def delete_network(request: Request) -> Response:
         gone = await conn.fetchrow("DELETE FROM ip_whitelist WHERE id = $1 RETURNING cidr", row_id)
         if gone is None:
             raise not_found("allow-list entry", row_id)
-        _guard(request, [r[0] for r in await conn.fetch("SELECT cidr FROM ip_whitelist")])
+        _guard(request, await user_networks(conn))
         await audit_change(
             conn, request.scope, "ip_whitelist.delete", str(row_id), {"cidr": str(gone[0])}
         )

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from api.jsonio import dumps
-from api.middleware.allowlist import admitted
+from api.middleware.allowlist import admitted, user_networks
 from api.routes.metrics import aggregate
 from api.state import ApiState, api_state, principal
 from api.views import live_connections
@@ -43,8 +43,8 @@ async def _events(api: ApiState, request: Request) -> AsyncIterator[bytes]:
             return
         async with as_user(api.db, who.user_id) as conn:
             rows = await conn.fetch("SELECT id, desired_state FROM websocket_connections")
-            networks = [r[0] for r in await conn.fetch("SELECT cidr FROM ip_whitelist")]
-        if networks and not admitted(client, networks):
+            networks = await user_networks(conn)
+        if not admitted(client, networks):
             yield b'event: forbidden\ndata: {"reason": "address not on the allow-list"}\n\n'
             return
         desired = {str(r["id"]): r["desired_state"] for r in rows}
