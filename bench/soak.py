@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,13 @@ from bench.suite import blast_venues
 from engine import shm
 from engine.records import GapReason, Kind
 
+# A lost update shows as a sequence gap, a checksum mismatch (Kraken) or, when it leaves the
+# book crossed before a checksum is checked, as a crossed book.
+LOSS_REASONS = {
+    int(GapReason.SEQUENCE_GAP),
+    int(GapReason.CHECKSUM_MISMATCH),
+    int(GapReason.CROSSED_BOOK),
+}
 # Every disruptive fault (reconnect, rollover, stall) is followed by a harmless one, so that
 # books are live again when the next sequence gap is injected (else the gap is invisible: the
 # fresh snapshot already includes it).
@@ -176,7 +184,6 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
         },
     )
     samples: list[dict[str, Any]] = []
-    injected: dict[str, int] = {v: 0 for v in venues}
     skips: dict[str, list[int]] = {v: [] for v in venues}  # wall-clock ns of each skip
     healed: dict[str, int] = {}
     faults: list[tuple[float, str, str]] = []
@@ -224,8 +231,6 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
                             skips[v].append(time.time_ns())
                         await loop.run_in_executor(None, _fault, s, name)
                         faults.append((round(now - start, 1), v, name))
-                        if name == "skip":
-                            injected[v] += len(plan[v][1])  # each book sees it
                     # a reconnect leaves books resynchronising: give the next skip room
                     next_fault += fault_every
                     v = venues[visitors_started % len(venues)]
@@ -257,44 +262,41 @@ async def _soak(seconds: float, *, tiny: bool, rate: float | None) -> dict[str, 
         leftover = shm.instance_segments(instance)
         for name in leftover:
             shm.unlink(name)
-    report = _report(seconds, venues, samples, injected, healed, seen, faults, metrics, leftover)
-    books = {v: len(plan[v][1]) for v in venues}
-    report["skips"] = _classify_skips(skips, seen, books, fault_every)
-    # a loss the market itself undid (Kraken's simulator counts them) leaves nothing to see
-    report["ok"] = not leftover and all(
-        c["missed"] <= healed.get(v, 0) for v, c in report["skips"].items()
-    )
-    return report
+    losses = Losses(skips, {v: len(plan[v][1]) for v in venues}, healed, fault_every)
+    return _report(seconds, venues, samples, losses, seen, faults, metrics, leftover)
 
 
-def _classify_skips(
-    skips: dict[str, list[int]],
-    seen: list[dict[str, Any]],
-    books: dict[str, int],
-    fault_every: float,
-) -> dict[str, dict[str, int]]:
+@dataclass(frozen=True)
+class Losses:
+    """What the soak injected: each skip's wall-clock time per venue (every book of the
+    venue loses an update), the venue's book count, and the losses its simulator saw the market
+    undo before the client could see them."""
+
+    skips: dict[str, list[int]]
+    books: dict[str, int]
+    healed: dict[str, int]
+    fault_every: float
+
+    def injected(self, venue: str) -> int:
+        return len(self.skips[venue]) * self.books[venue]
+
+
+def _classify(losses: Losses, seen: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Each injected loss, per book: `detected` (a sequence, checksum or crossed-book GAP for
-    that symbol before the next fault), `absorbed` (the book was resynchronising around it: a GAP of
-    another reason within a fault period either side, so a fresh snapshot covered the loss),
-    or `missed` (neither: readers were never told their book was wrong)."""
-    window = int(fault_every * 1e9)
-    # a lost update shows as a sequence gap, a checksum mismatch (Kraken) or, when it leaves
-    # the book crossed before a checksum is checked, as a crossed book
-    loss = {
-        int(GapReason.SEQUENCE_GAP),
-        int(GapReason.CHECKSUM_MISMATCH),
-        int(GapReason.CROSSED_BOOK),
-    }
+    that symbol before the next fault), `absorbed` (the book was resynchronising around it: a
+    GAP of another reason within a fault period either side, so a fresh snapshot covered the
+    loss), or `missed` (neither: readers were never told their book was wrong)."""
+    window = int(losses.fault_every * 1e9)
     out = {}
     for r in seen:
         v = r["exchange"]
         # the books' symbols: every book has GAP records (each reconnect writes one per book)
-        symbols = sorted({s for _, s, _ in r["events"] if s})[: books[v]] or [0]
+        symbols = sorted({s for _, s, _ in r["events"] if s})[: losses.books[v]] or [0]
         counts = {"detected": 0, "absorbed": 0, "missed": 0}
-        for t in skips[v]:
-            for sym in symbols:
-                near = [(ts, why) for ts, s, why in r["events"] if s in (sym, 0)]
-                if any(t <= ts < t + window and why in loss for ts, why in near):
+        for sym in symbols:
+            near = [(ts, why) for ts, s, why in r["events"] if s in (sym, 0)]
+            for t in losses.skips[v]:
+                if any(t <= ts < t + window and why in LOSS_REASONS for ts, why in near):
                     counts["detected"] += 1
                 elif any(t - window <= ts < t + window for ts, _ in near):
                     counts["absorbed"] += 1
@@ -329,8 +331,7 @@ def _report(
     seconds: float,
     venues: list[str],
     samples: list[dict[str, Any]],
-    injected: dict[str, int],
-    healed: dict[str, int],
+    losses: Losses,
     seen: list[dict[str, Any]],
     faults: list[tuple[float, str, str]],
     metrics: dict[str, Any],
@@ -355,14 +356,16 @@ def _report(
             int(GapReason.CHECKSUM_MISMATCH), 0
         )
         gaps[v] = {
-            "injected": injected[v],
-            "healed": healed.get(v, 0),
+            "injected": losses.injected(v),
+            "healed": losses.healed.get(v, 0),
             "detected": detected,
             "by_reason": {GapReason(k).name.lower(): n for k, n in r["gaps"].items()},
             "records": r["records"],
             "reader_lost": r["lost"],
         }
-    ok = not leftover and all(g["injected"] - g["healed"] == g["detected"] for g in gaps.values())
+    skips = _classify(losses, seen)
+    # a loss the market itself undid (Kraken's simulator counts them) leaves nothing to see
+    ok = not leftover and all(c["missed"] <= losses.healed.get(v, 0) for v, c in skips.items())
     return {
         "ok": ok,
         "seconds": seconds,
@@ -372,6 +375,7 @@ def _report(
         "first": samples[0] if samples else None,
         "last": samples[-1] if samples else None,
         "gaps": gaps,
+        "skips": skips,
         "faults": len(faults),
         "fault_kinds": sorted({f[2] for f in faults}),
         "reconnects": {v: m.reconnects for v, m in metrics.items()},
