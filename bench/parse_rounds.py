@@ -27,11 +27,11 @@ class NullSink:
         pass
 
 
-def _px(rng: random.Random, lo: int, hi: int) -> str:
+def rand_px(rng: random.Random, lo: int, hi: int) -> str:
     return f"{rng.randint(lo, hi) / 100:.2f}"
 
 
-def _qty(rng: random.Random) -> str:
+def rand_qty(rng: random.Random) -> str:
     return f"{rng.randint(1, 10**8) / 10**8:.8f}".rstrip("0").rstrip(".")
 
 
@@ -48,7 +48,7 @@ def binance_frames(kind: str, symbols: list[str]) -> list[bytes]:
                 "E": 1790649901913 + i,
                 "s": sym,
                 "t": seq,
-                "p": f"{_px(rng, 10000, 10400)}000000",
+                "p": f"{rand_px(rng, 10000, 10400)}000000",
                 "q": f"{rng.randint(1, 10**8) / 10**8:.8f}",
                 "T": 1790649901913 + i,
                 "m": rng.random() < 0.5,
@@ -59,15 +59,15 @@ def binance_frames(kind: str, symbols: list[str]) -> list[bytes]:
             data = {
                 "u": seq,
                 "s": sym,
-                "b": f"{_px(rng, 10000, 10200)}000000",
+                "b": f"{rand_px(rng, 10000, 10200)}000000",
                 "B": f"{rng.randint(1, 10**8) / 10**8:.8f}",
-                "a": f"{_px(rng, 10201, 10400)}000000",
+                "a": f"{rand_px(rng, 10201, 10400)}000000",
                 "A": f"{rng.randint(1, 10**8) / 10**8:.8f}",
             }
         else:
             stream = f"{low}@depth@100ms"
             side = rng.choice(("a", "b"))
-            price = _px(rng, 10201, 10400) if side == "a" else _px(rng, 10000, 10200)
+            price = rand_px(rng, 10201, 10400) if side == "a" else rand_px(rng, 10000, 10200)
             size = "0.00000000" if rng.random() < 0.2 else f"{rng.randint(1, 10**8) / 10**8:.8f}"
             data = {"e": "depthUpdate", "E": 1633998512068 + i, "s": sym, "U": seq, "u": seq}
             data |= {"b": [], "a": []}

@@ -30,10 +30,10 @@ from bench.parse_rounds import (
     SYMBOLS,
     N,
     SessionRounds,
-    _px,
-    _qty,
     binance_frames,
     interleave,
+    rand_px,
+    rand_qty,
 )
 from engine.venue import Venue
 
@@ -50,8 +50,8 @@ def bybit_frames(kind: str, symbols: list[str]) -> list[bytes]:
             trade = {
                 "i": str(TRADE0 + i // SYMBOLS),
                 "T": ms,
-                "p": _px(rng, 10000, 10400),
-                "v": _qty(rng),
+                "p": rand_px(rng, 10000, 10400),
+                "v": rand_qty(rng),
                 "S": rng.choice(("Buy", "Sell")),
                 "seq": 112488545865 + i,
                 "s": sym,
@@ -67,8 +67,8 @@ def bybit_frames(kind: str, symbols: list[str]) -> list[bytes]:
         elif kind == "ticker":
             data = {
                 "s": sym,
-                "b": [[_px(rng, 10000, 10200), _qty(rng)]],
-                "a": [[_px(rng, 10201, 10400), _qty(rng)]],
+                "b": [[rand_px(rng, 10000, 10200), rand_qty(rng)]],
+                "a": [[rand_px(rng, 10201, 10400), rand_qty(rng)]],
                 "u": seq,
                 "seq": 112488545865 + i,
             }
@@ -76,8 +76,8 @@ def bybit_frames(kind: str, symbols: list[str]) -> list[bytes]:
             frame["cts"] = ms - 1
         else:
             side = rng.choice(("a", "b"))
-            price = _px(rng, 10201, 10400) if side == "a" else _px(rng, 10000, 10200)
-            size = "0" if rng.random() < 0.2 else _qty(rng)
+            price = rand_px(rng, 10201, 10400) if side == "a" else rand_px(rng, 10000, 10200)
+            size = "0" if rng.random() < 0.2 else rand_qty(rng)
             data = {"s": sym, "b": [], "a": [], "u": seq, "seq": 112488545865 + i}
             data[side].append([price, size])
             frame = {"topic": f"orderbook.200.{sym}", "ts": ms, "type": "delta", "data": data}

@@ -44,7 +44,7 @@ def _ts(i: int) -> str:
     return f"2026-07-19T17:54:{39 + i // 1_000_000 % 20:02d}.{i % 1_000_000:06d}Z"
 
 
-def _qty(rng: random.Random) -> int:
+def rand_qty(rng: random.Random) -> int:
     return rng.randint(1, 10**QD)
 
 
@@ -69,8 +69,8 @@ class KrakenBooks:
         self.books: dict[str, tuple[dict[int, int], dict[int, int]]] = {}
         self.snapshots: list[bytes] = []
         for sym in symbols:
-            bids = {10200 - 5 * k: _qty(rng) for k in range(DEPTH)}
-            asks = {10201 + 5 * k: _qty(rng) for k in range(DEPTH)}
+            bids = {10200 - 5 * k: rand_qty(rng) for k in range(DEPTH)}
+            asks = {10201 + 5 * k: rand_qty(rng) for k in range(DEPTH)}
             self.books[sym] = (bids, asks)
             self.snapshots.append(
                 _book_frame(
@@ -94,7 +94,7 @@ class KrakenBooks:
         else:
             best_bid, best_ask = max(bids), min(asks)
             lo, hi = (best_ask - 60, best_ask - 1) if is_bid else (best_bid + 1, best_bid + 60)
-            price, qty = rng.randint(lo, hi), _qty(rng)
+            price, qty = rng.randint(lo, hi), rand_qty(rng)
             side[price] = qty
             for p in sorted(side, reverse=is_bid)[DEPTH:]:
                 del side[p]  # out of range: the venue sends nothing for it
@@ -117,7 +117,7 @@ def kraken_frames(kind: str, symbols: list[str]) -> list[bytes]:
         if kind == "trades":
             data = (
                 f'{{"symbol":"{sym}","side":"{rng.choice(("buy", "sell"))}",'
-                f'"price":{fmt(rng.randint(10000, 10400), PD)},"qty":{fmt(_qty(rng), QD)},'
+                f'"price":{fmt(rng.randint(10000, 10400), PD)},"qty":{fmt(rand_qty(rng), QD)},'
                 f'"ord_type":"{rng.choice(("limit", "market"))}",'
                 f'"trade_id":{TRADE0 + i // SYMBOLS},"timestamp":"{_ts(i)}"}}'
             )
@@ -125,8 +125,8 @@ def kraken_frames(kind: str, symbols: list[str]) -> list[bytes]:
         elif kind == "ticker":
             bid, ask = rng.randint(10000, 10200), rng.randint(10201, 10400)
             data = (
-                f'{{"symbol":"{sym}","bid":{fmt(bid, PD)},"bid_qty":{fmt(_qty(rng), QD)},'
-                f'"ask":{fmt(ask, PD)},"ask_qty":{fmt(_qty(rng), QD)},"last":{fmt(ask, PD)},'
+                f'{{"symbol":"{sym}","bid":{fmt(bid, PD)},"bid_qty":{fmt(rand_qty(rng), QD)},'
+                f'"ask":{fmt(ask, PD)},"ask_qty":{fmt(rand_qty(rng), QD)},"last":{fmt(ask, PD)},'
                 f'"volume":{fmt(rng.randint(10**9, 10**12), QD)},"vwap":{fmt(bid, PD)},'
                 f'"low":{fmt(10000, PD)},"high":{fmt(10400, PD)},"change":{fmt(25, PD)},'
                 f'"change_pct":0.25,"trades":{38144 + i},"timestamp":"{_ts(i)}"}}'

@@ -30,10 +30,10 @@ from bench.parse_rounds import (
     SYMBOLS,
     N,
     SessionRounds,
-    _px,
-    _qty,
     binance_frames,
     interleave,
+    rand_px,
+    rand_qty,
 )
 from engine.venue import Venue
 
@@ -48,8 +48,8 @@ def kucoin_frames(kind: str, symbols: list[str]) -> list[bytes]:
                 "symbol": sym,
                 "sequence": str(seq),
                 "side": rng.choice(("buy", "sell")),
-                "size": _qty(rng),
-                "price": _px(rng, 10000, 10400),
+                "size": rand_qty(rng),
+                "price": rand_px(rng, 10000, 10400),
                 "takerOrderId": f"{rng.getrandbits(96):024x}",
                 "time": str(1619378327739050725 + i),
                 "type": "match",
@@ -60,19 +60,19 @@ def kucoin_frames(kind: str, symbols: list[str]) -> list[bytes]:
         elif kind == "ticker":
             data = {
                 "sequence": str(seq),
-                "bestAsk": _px(rng, 10201, 10400),
-                "size": _qty(rng),
-                "bestBidSize": _qty(rng),
-                "price": _px(rng, 10000, 10400),
+                "bestAsk": rand_px(rng, 10201, 10400),
+                "size": rand_qty(rng),
+                "bestBidSize": rand_qty(rng),
+                "price": rand_px(rng, 10000, 10400),
                 "time": 1619378326323 + i,
-                "bestAskSize": _qty(rng),
-                "bestBid": _px(rng, 10000, 10200),
+                "bestAskSize": rand_qty(rng),
+                "bestBid": rand_px(rng, 10000, 10200),
             }
             topic, subject = f"/market/ticker:{sym}", "trade.ticker"
         else:
             side = rng.choice(("asks", "bids"))
-            price = _px(rng, 10201, 10400) if side == "asks" else _px(rng, 10000, 10200)
-            size = "0" if rng.random() < 0.2 else _qty(rng)
+            price = rand_px(rng, 10201, 10400) if side == "asks" else rand_px(rng, 10000, 10200)
+            size = "0" if rng.random() < 0.2 else rand_qty(rng)
             changes: dict[str, list[list[str]]] = {"asks": [], "bids": []}
             changes[side].append([price, size, str(seq)])
             data = {

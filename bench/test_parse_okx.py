@@ -27,7 +27,7 @@ import pytest
 from adapters.binance import VENUE as BINANCE
 from adapters.okx import VENUE as OKX
 from adapters.okx.schemas import OkxBookSnapshot
-from bench.parse_rounds import SEQ0, SessionRounds, _px, _qty, binance_frames, interleave
+from bench.parse_rounds import SEQ0, SessionRounds, binance_frames, interleave, rand_px, rand_qty
 from engine.streams import Stream
 from engine.venue import Venue
 
@@ -42,8 +42,8 @@ def _level(price: int, size: str) -> list[str]:
 
 def start_book() -> tuple[list[list[str]], list[list[str]]]:
     rng = random.Random(2)
-    bids = [_level(10200 - i, _qty(rng)) for i in range(DEPTH)]
-    asks = [_level(10201 + i, _qty(rng)) for i in range(DEPTH)]
+    bids = [_level(10200 - i, rand_qty(rng)) for i in range(DEPTH)]
+    asks = [_level(10201 + i, rand_qty(rng)) for i in range(DEPTH)]
     return bids, asks
 
 
@@ -81,8 +81,8 @@ def okx_frames(kind: str, symbols: list[str], *, checksums: bool = True) -> list
             data: dict[str, Any] = {
                 "instId": sym,
                 "tradeId": str(seq),
-                "px": _px(rng, 10000, 10400),
-                "sz": _qty(rng),
+                "px": rand_px(rng, 10000, 10400),
+                "sz": rand_qty(rng),
                 "side": rng.choice(("buy", "sell")),
                 "ts": ts,
                 "count": "1",
@@ -94,12 +94,12 @@ def okx_frames(kind: str, symbols: list[str], *, checksums: bool = True) -> list
             data = {
                 "instType": "SPOT",
                 "instId": sym,
-                "last": _px(rng, 10000, 10400),
-                "lastSz": _qty(rng),
-                "askPx": _px(rng, 10201, 10400),
-                "askSz": _qty(rng),
-                "bidPx": _px(rng, 10000, 10200),
-                "bidSz": _qty(rng),
+                "last": rand_px(rng, 10000, 10400),
+                "lastSz": rand_qty(rng),
+                "askPx": rand_px(rng, 10201, 10400),
+                "askSz": rand_qty(rng),
+                "bidPx": rand_px(rng, 10000, 10200),
+                "bidSz": rand_qty(rng),
                 "open24h": "10100",
                 "high24h": "10400",
                 "low24h": "10000",
@@ -114,7 +114,7 @@ def okx_frames(kind: str, symbols: list[str], *, checksums: bool = True) -> list
             bids, asks = books[sym]
             side = rng.choice(("asks", "bids"))
             price = rng.randint(10201, 10300) if side == "asks" else rng.randint(10100, 10200)
-            size = "0" if rng.random() < 0.2 else _qty(rng)
+            size = "0" if rng.random() < 0.2 else rand_qty(rng)
             level = _level(price, size)
             book = asks if side == "asks" else bids
             if size == "0":
